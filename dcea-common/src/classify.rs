@@ -1,0 +1,319 @@
+//! Pure classification of namespace transitions, shared by kernel and userspace.
+
+use crate::{Hook, NS_KINDS, NsKind, TaskSnapshot};
+
+/// Bit mask of namespace kinds whose inode differs between `old` and `new`.
+pub fn changed_mask(old: &TaskSnapshot, new: &TaskSnapshot) -> u32 {
+    (0..NS_KINDS)
+        .filter(|&k| old.ns[k] != new.ns[k])
+        .fold(0, |m, k| m | 1 << k)
+}
+
+/// Did namespace kind `k` move from a non-host namespace into the host's? An unknown host value
+/// (0) or an unknown old value never matches, so missing data cannot raise an escape.
+#[inline(always)]
+pub fn entered_host(
+    old: &TaskSnapshot,
+    new: &TaskSnapshot,
+    host: &[u32; NS_KINDS],
+    k: usize,
+) -> bool {
+    let h = host[k];
+    h != 0 && old.ns[k] != 0 && old.ns[k] != h && new.ns[k] == h
+}
+
+/// Kinds that moved from a non-host namespace into the host's.
+pub fn entered_host_mask(old: &TaskSnapshot, new: &TaskSnapshot, host: &[u32; NS_KINDS]) -> u32 {
+    (0..NS_KINDS)
+        .filter(|&k| entered_host(old, new, host, k))
+        .fold(0, |m, k| m | 1 << k)
+}
+
+/// Did any kind enter the host's namespace? Early exit: the kernel's enforcement test.
+#[inline(always)]
+pub fn enters_host(old: &TaskSnapshot, new: &TaskSnapshot, host: &[u32; NS_KINDS]) -> bool {
+    let mut k = 0;
+    while k < NS_KINDS {
+        if entered_host(old, new, host, k) {
+            return true;
+        }
+        k += 1;
+    }
+    false
+}
+
+/// Kinds a hook can legitimately change. Anything else that changed was done behind the
+/// kernel's own namespace paths (the `switch_task_namespaces(current, &init_nsproxy)` pattern
+/// of kernel exploits).
+pub const fn legit_change_mask(hook: Hook) -> u32 {
+    const ALL: u32 = (1 << NS_KINDS as u32) - 1;
+    match hook {
+        Hook::Setns | Hook::Unshare | Hook::Clone | Hook::Clone3 | Hook::Fork => ALL,
+        // execve moves the task into its time_for_children namespace (exec_task_namespaces).
+        Hook::Exec => NsKind::Time.bit(),
+        Hook::Mount
+        | Hook::MoveMount
+        | Hook::Fsmount
+        | Hook::OpenTree
+        | Hook::Exit
+        | Hook::CommitCreds => 0,
+    }
+}
+
+/// A task belongs to a container if it runs in a non-host PID namespace or its cgroup carries
+/// a container id (`--pid=host` containers share the host PID namespace).
+#[inline(always)]
+pub fn is_containerised(
+    snap: &TaskSnapshot,
+    host: &[u32; NS_KINDS],
+    container_cgroup: bool,
+) -> bool {
+    let host_pid = host[NsKind::Pid.index()];
+    container_cgroup
+        || (host_pid != 0
+            && snap.ns[NsKind::Pid.index()] != 0
+            && snap.ns[NsKind::Pid.index()] != host_pid)
+}
+
+/// Length of a container id: Docker, containerd, CRI-O and Podman all use 64 hex digits.
+pub const CONTAINER_ID_LEN: usize = 64;
+
+/// Where runtimes put the id in a cgroup leaf name: bare (`<id>`: Docker and Kubernetes with
+/// the cgroupfs driver), after `crio-`, after `docker-`/`libpod-`, after `cri-containerd-`.
+pub const CONTAINER_ID_OFFSETS: [usize; 4] = [0, 5, 7, 15];
+
+#[inline(always)]
+fn is_lower_hex(c: u8) -> bool {
+    c.is_ascii_digit() || (b'a'..=b'f').contains(&c)
+}
+
+/// Does a cgroup leaf name carry a container id: exactly 64 lowercase hex digits at one of
+/// [`CONTAINER_ID_OFFSETS`], preceded by `-` (or at the start) and not followed by another hex
+/// digit? `conmon-` scopes fail the offset test on purpose. Runs in the kernel too: the loops
+/// have a single counter each, which keeps the verifier's work linear.
+#[inline(always)]
+pub fn cgroup_name_has_container_id(name: &[u8]) -> bool {
+    let mut o = 0;
+    while o < CONTAINER_ID_OFFSETS.len() {
+        let at = CONTAINER_ID_OFFSETS[o];
+        if id_at(name, at) {
+            return true;
+        }
+        o += 1;
+    }
+    false
+}
+
+#[inline(always)]
+fn id_at(name: &[u8], at: usize) -> bool {
+    if at + CONTAINER_ID_LEN > name.len() || (at > 0 && name[at - 1] != b'-') {
+        return false;
+    }
+    let mut j = 0;
+    while j < CONTAINER_ID_LEN {
+        if !is_lower_hex(name[at + j]) {
+            return false;
+        }
+        j += 1;
+    }
+    at + CONTAINER_ID_LEN == name.len() || !is_lower_hex(name[at + CONTAINER_ID_LEN])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init_ns;
+
+    const HOST: [u32; NS_KINDS] = [
+        4026531832,
+        init_ns::PID,
+        init_ns::PID,
+        4026531833,
+        init_ns::UTS,
+        init_ns::IPC,
+        init_ns::USER,
+        init_ns::CGROUP,
+        init_ns::TIME,
+    ];
+
+    fn snap(ns: [u32; NS_KINDS]) -> TaskSnapshot {
+        TaskSnapshot {
+            ns,
+            ..Default::default()
+        }
+    }
+
+    fn container() -> [u32; NS_KINDS] {
+        [
+            5001,
+            5002,
+            5002,
+            5003,
+            5004,
+            5005,
+            init_ns::USER,
+            5006,
+            init_ns::TIME,
+        ]
+    }
+
+    #[test]
+    fn transition_table() {
+        let mut into_host_mnt = container();
+        into_host_mnt[NsKind::Mnt.index()] = HOST[NsKind::Mnt.index()];
+        let mut into_host_mnt_net = into_host_mnt;
+        into_host_mnt_net[NsKind::Net.index()] = HOST[NsKind::Net.index()];
+        let mut pidns_children_host = container();
+        pidns_children_host[NsKind::PidForChildren.index()] = init_ns::PID;
+        let mut container_to_other = container();
+        container_to_other[NsKind::Uts.index()] = 7777;
+
+        struct Case {
+            what: &'static str,
+            old: [u32; NS_KINDS],
+            new: [u32; NS_KINDS],
+            changed: u32,
+            entered: u32,
+        }
+        let cases = [
+            Case {
+                what: "container -> host mnt",
+                old: container(),
+                new: into_host_mnt,
+                changed: NsKind::Mnt.bit(),
+                entered: NsKind::Mnt.bit(),
+            },
+            Case {
+                what: "container -> host mnt+net",
+                old: container(),
+                new: into_host_mnt_net,
+                changed: NsKind::Mnt.bit() | NsKind::Net.bit(),
+                entered: NsKind::Mnt.bit() | NsKind::Net.bit(),
+            },
+            Case {
+                what: "setns pid_for_children into host",
+                old: container(),
+                new: pidns_children_host,
+                changed: NsKind::PidForChildren.bit(),
+                entered: NsKind::PidForChildren.bit(),
+            },
+            Case {
+                what: "runc: host -> container (docker exec, nsenter into container)",
+                old: HOST,
+                new: container(),
+                changed: container_changed_from_host(),
+                entered: 0,
+            },
+            Case {
+                what: "container -> another non-host ns",
+                old: container(),
+                new: container_to_other,
+                changed: NsKind::Uts.bit(),
+                entered: 0,
+            },
+            Case {
+                what: "no change",
+                old: container(),
+                new: container(),
+                changed: 0,
+                entered: 0,
+            },
+            Case {
+                what: "unknown old value never escapes",
+                old: [0; NS_KINDS],
+                new: HOST,
+                changed: (1 << NS_KINDS) - 1,
+                entered: 0,
+            },
+        ];
+        for c in cases {
+            let (o, n) = (snap(c.old), snap(c.new));
+            assert_eq!(changed_mask(&o, &n), c.changed, "{}: changed", c.what);
+            assert_eq!(
+                entered_host_mask(&o, &n, &HOST),
+                c.entered,
+                "{}: entered",
+                c.what
+            );
+            assert_eq!(
+                enters_host(&o, &n, &HOST),
+                c.entered != 0,
+                "{}: enters",
+                c.what
+            );
+        }
+    }
+
+    fn container_changed_from_host() -> u32 {
+        changed_mask(&snap(HOST), &snap(container()))
+    }
+
+    #[test]
+    fn unknown_host_reference_never_matches() {
+        let mut host = HOST;
+        host[NsKind::Mnt.index()] = 0;
+        let mut new = container();
+        new[NsKind::Mnt.index()] = 0;
+        assert_eq!(entered_host_mask(&snap(container()), &snap(new), &host), 0);
+    }
+
+    #[test]
+    fn legit_masks() {
+        assert_eq!(legit_change_mask(Hook::Setns), (1 << NS_KINDS) - 1);
+        assert_eq!(legit_change_mask(Hook::Exec), NsKind::Time.bit());
+        assert_eq!(legit_change_mask(Hook::Mount), 0);
+        assert_eq!(legit_change_mask(Hook::CommitCreds), 0);
+    }
+
+    #[test]
+    fn containerised() {
+        assert!(is_containerised(&snap(container()), &HOST, false));
+        assert!(!is_containerised(&snap(HOST), &HOST, false));
+        assert!(
+            is_containerised(&snap(HOST), &HOST, true),
+            "--pid=host container via cgroup id"
+        );
+        assert!(!is_containerised(&snap([0; NS_KINDS]), &HOST, false));
+    }
+
+    #[test]
+    fn container_ids_in_cgroup_names() {
+        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let yes = [
+            id.to_string(),
+            alloc_fmt("docker-", id, ".scope"),
+            alloc_fmt("cri-containerd-", id, ".scope"),
+            alloc_fmt("crio-", id, ".scope"),
+            alloc_fmt("libpod-", id, ".scope"),
+        ];
+        for y in &yes {
+            assert!(cgroup_name_has_container_id(y.as_bytes()), "{y}");
+        }
+        let mut nul_terminated = [0u8; 128];
+        nul_terminated[..64].copy_from_slice(id.as_bytes());
+        assert!(cgroup_name_has_container_id(&nul_terminated));
+        let no = [
+            "",
+            "user.slice",
+            "pod6f2a6b4c-1111-2222-3333-444455556666",
+            &id[..63],
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+            "0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF",
+            "libpod-conmon-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+            "crio-conmon-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+            "x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ];
+        for n in no {
+            assert!(!cgroup_name_has_container_id(n.as_bytes()), "{n}");
+        }
+    }
+
+    extern crate std;
+    use std::string::{String, ToString};
+    fn alloc_fmt(a: &str, b: &str, c: &str) -> String {
+        let mut s = String::from(a);
+        s.push_str(b);
+        s.push_str(c);
+        s
+    }
+}

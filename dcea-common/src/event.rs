@@ -1,0 +1,198 @@
+//! What the kernel keeps per task and what it sends through the ring buffer.
+
+use crate::NS_KINDS;
+
+/// The namespaces and credentials of one task at one instant.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskSnapshot {
+    /// Namespace inode numbers indexed by [`crate::NsKind`]; 0 = not available on this kernel.
+    pub ns: [u32; NS_KINDS],
+    pub uid: u32,
+    pub euid: u32,
+    pub _pad: u32,
+    /// `cred->cap_effective` as a 64-bit mask.
+    pub cap_effective: u64,
+}
+
+impl TaskSnapshot {
+    pub fn same_namespaces(&self, other: &TaskSnapshot) -> bool {
+        self.ns == other.ns
+    }
+
+    pub fn same_creds(&self, other: &TaskSnapshot) -> bool {
+        self.uid == other.uid
+            && self.euid == other.euid
+            && self.cap_effective == other.cap_effective
+    }
+}
+
+/// Value of the per-task map: the last snapshot plus the kernel pointers it was read from, so
+/// the hot path can tell "nothing changed" from two pointer reads (a new nsproxy or cred is
+/// always a new object; see `switch_task_namespaces` and `commit_creds`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskState {
+    pub snap: TaskSnapshot,
+    pub nsproxy: u64,
+    pub cred: u64,
+    /// [`TASK_REPORTED`] once userspace has been told about this task.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+pub const TASK_REPORTED: u32 = 1;
+
+/// Where in the kernel a change was observed.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Setns = 1,
+    Unshare = 2,
+    Mount = 3,
+    Clone = 4,
+    Clone3 = 5,
+    MoveMount = 6,
+    Fsmount = 7,
+    OpenTree = 8,
+    /// sched:sched_process_fork: the child of a clone/fork, compared with its parent.
+    Fork = 9,
+    /// sched:sched_process_exec.
+    Exec = 10,
+    /// sched:sched_process_exit.
+    Exit = 11,
+    /// fentry/kprobe on commit_creds.
+    CommitCreds = 12,
+}
+
+impl Hook {
+    pub const fn from_u32(v: u32) -> Option<Hook> {
+        Some(match v {
+            1 => Hook::Setns,
+            2 => Hook::Unshare,
+            3 => Hook::Mount,
+            4 => Hook::Clone,
+            5 => Hook::Clone3,
+            6 => Hook::MoveMount,
+            7 => Hook::Fsmount,
+            8 => Hook::OpenTree,
+            9 => Hook::Fork,
+            10 => Hook::Exec,
+            11 => Hook::Exit,
+            12 => Hook::CommitCreds,
+            _ => return None,
+        })
+    }
+
+    /// The syscall or kernel hook name shown in alerts.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Hook::Setns => "setns",
+            Hook::Unshare => "unshare",
+            Hook::Mount => "mount",
+            Hook::Clone => "clone",
+            Hook::Clone3 => "clone3",
+            Hook::MoveMount => "move_mount",
+            Hook::Fsmount => "fsmount",
+            Hook::OpenTree => "open_tree",
+            Hook::Fork => "sched_process_fork",
+            Hook::Exec => "sched_process_exec",
+            Hook::Exit => "sched_process_exit",
+            Hook::CommitCreds => "commit_creds",
+        }
+    }
+}
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The task's namespaces differ from the last snapshot.
+    Transition = 1,
+    /// A task userspace was told about has exited (lets it drop per-task state).
+    Exit = 2,
+    /// commit_creds raised a containerised task's privileges.
+    Creds = 3,
+}
+
+impl EventKind {
+    pub const fn from_u32(v: u32) -> Option<EventKind> {
+        Some(match v {
+            1 => EventKind::Transition,
+            2 => EventKind::Exit,
+            3 => EventKind::Creds,
+            _ => return None,
+        })
+    }
+}
+
+/// Event flags.
+pub mod flags {
+    /// The change was noticed at syscall entry: it happened outside any tracked path.
+    pub const AT_ENTRY: u32 = 1 << 0;
+    /// Enforce mode sent SIGKILL to the task before it returned to user space.
+    pub const KILLED: u32 = 1 << 2;
+    /// The task's cgroup name carries a 64-hex container id.
+    pub const CONTAINER_CGROUP: u32 = 1 << 3;
+    /// The executable path was deeper than the kernel walks; `exe` holds its last components.
+    pub const EXE_TRUNCATED: u32 = 1 << 5;
+}
+
+/// Indices of the per-CPU counters in the stats map.
+pub mod stats {
+    /// Events written to the ring buffer.
+    pub const EMITTED: u32 = 0;
+    /// Events lost because the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 1;
+    /// Tasks not tracked because the task map could not take them.
+    pub const TASKS_FULL: u32 = 2;
+    /// Tasks killed in enforce mode.
+    pub const KILLED: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+pub const COMM_LEN: usize = 16;
+/// The executable path is sent as its last components, leaf first (a kernel-side dentry walk
+/// cannot build a string backwards within the verifier's limits).
+pub const EXE_COMPONENTS: usize = 8;
+pub const EXE_COMPONENT_LEN: usize = 32;
+pub const CGROUP_NAME_LEN: usize = 128;
+pub const CGROUP_PARENT_LEN: usize = 64;
+pub const EVENT_SIZE: usize =
+    168 + EXE_COMPONENTS * EXE_COMPONENT_LEN + CGROUP_NAME_LEN + CGROUP_PARENT_LEN;
+
+/// One ring-buffer record. Which namespaces changed, which entered the host's and whether the
+/// hook could legitimately change them is derived in userspace from `old`, `new` and `hook`
+/// (the kernel does not compute masks: their branches multiply the verifier's states).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Event {
+    pub kind: u32,
+    pub hook: u32,
+    /// Kernel task id (thread id) and thread-group id, as seen from the initial pid namespace.
+    pub pid: u32,
+    pub tgid: u32,
+    /// Thread-group id of the real parent.
+    pub ppid: u32,
+    pub flags: u32,
+    /// CLOCK_MONOTONIC nanoseconds when the change was observed.
+    pub ktime_ns: u64,
+    /// Syscall return value (0 for non-syscall hooks).
+    pub ret: i64,
+    pub old: TaskSnapshot,
+    pub new: TaskSnapshot,
+    pub comm: [u8; COMM_LEN],
+    /// Path components of the executable, leaf first; empty strings past the root.
+    pub exe: [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS],
+    /// Name of the task's cgroup (leaf) and of its parent, in the hierarchy the agent chose.
+    pub cgroup: [u8; CGROUP_NAME_LEN],
+    pub cgroup_parent: [u8; CGROUP_PARENT_LEN],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: plain-old-data, repr(C), no padding that is read uninitialised on the user side.
+    unsafe impl aya::Pod for TaskSnapshot {}
+    unsafe impl aya::Pod for TaskState {}
+    unsafe impl aya::Pod for Event {}
+}

@@ -1,0 +1,127 @@
+//! The ABI shared by the kernel programs (`dcea-ebpf`) and the agent (`dcea-user`).
+//!
+//! Everything here is `#[repr(C)]`, fixed-size and free of pointers so that the same bytes mean
+//! the same thing on both sides of the ring buffer. The classification helpers are plain
+//! functions used by the kernel (to decide what to emit and, in enforce mode, what to kill) and
+//! by userspace (to explain the verdict); keeping one copy means the two can never disagree.
+#![no_std]
+
+pub mod classify;
+pub mod config;
+pub mod event;
+pub mod programs;
+
+pub use classify::*;
+pub use config::*;
+pub use event::*;
+
+/// Names of the maps and globals in the eBPF object. The kernel side declares statics with
+/// exactly these names; userspace looks them up through these constants.
+pub mod names {
+    pub const EVENTS_MAP: &str = "DCEA_EVENTS";
+    pub const TASKS_MAP: &str = "DCEA_TASKS";
+    pub const STATS_MAP: &str = "DCEA_STATS";
+    pub const CONFIG_GLOBAL: &str = "DCEA_CONFIG";
+}
+
+/// Namespace kinds tracked per task, in snapshot order.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NsKind {
+    Mnt = 0,
+    Pid = 1,
+    PidForChildren = 2,
+    Net = 3,
+    Uts = 4,
+    Ipc = 5,
+    User = 6,
+    Cgroup = 7,
+    Time = 8,
+}
+
+pub const NS_KINDS: usize = 9;
+
+impl NsKind {
+    pub const ALL: [NsKind; NS_KINDS] = [
+        NsKind::Mnt,
+        NsKind::Pid,
+        NsKind::PidForChildren,
+        NsKind::Net,
+        NsKind::Uts,
+        NsKind::Ipc,
+        NsKind::User,
+        NsKind::Cgroup,
+        NsKind::Time,
+    ];
+
+    /// The name used in `/proc/<pid>/ns/<name>` and in alerts.
+    pub const fn name(self) -> &'static str {
+        match self {
+            NsKind::Mnt => "mnt",
+            NsKind::Pid => "pid",
+            NsKind::PidForChildren => "pid_for_children",
+            NsKind::Net => "net",
+            NsKind::Uts => "uts",
+            NsKind::Ipc => "ipc",
+            NsKind::User => "user",
+            NsKind::Cgroup => "cgroup",
+            NsKind::Time => "time",
+        }
+    }
+
+    pub const fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Inode numbers of the initial namespaces (include/linux/proc_ns.h). mnt and net have none.
+pub mod init_ns {
+    pub const IPC: u32 = 0xEFFF_FFFF;
+    pub const UTS: u32 = 0xEFFF_FFFE;
+    pub const USER: u32 = 0xEFFF_FFFD;
+    pub const PID: u32 = 0xEFFF_FFFC;
+    pub const CGROUP: u32 = 0xEFFF_FFFB;
+    pub const TIME: u32 = 0xEFFF_FFFA;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn ns_kind_order_matches_index() {
+        for (i, k) in NsKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+            assert_eq!(k.bit(), 1 << i);
+        }
+    }
+
+    #[test]
+    fn abi_layout_is_fixed() {
+        // These numbers are the wire format: the kernel writes them, userspace reads them.
+        assert_eq!(size_of::<TaskSnapshot>(), 56);
+        assert_eq!(offset_of!(TaskSnapshot, uid), 36);
+        assert_eq!(offset_of!(TaskSnapshot, cap_effective), 48);
+        assert_eq!(size_of::<TaskState>(), 80);
+        assert_eq!(offset_of!(Event, ktime_ns), 24);
+        assert_eq!(offset_of!(Event, ret), 32);
+        assert_eq!(offset_of!(Event, old), 40);
+        assert_eq!(offset_of!(Event, new), 96);
+        assert_eq!(offset_of!(Event, comm), 152);
+        assert_eq!(offset_of!(Event, exe), 168);
+        assert_eq!(
+            offset_of!(Event, cgroup),
+            168 + EXE_COMPONENTS * EXE_COMPONENT_LEN
+        );
+        assert_eq!(size_of::<Event>(), EVENT_SIZE);
+        assert_eq!(size_of::<Event>() % 8, 0);
+        assert_eq!(core::mem::align_of::<Event>(), 8);
+        assert_eq!(size_of::<Offsets>() % 4, 0);
+        assert_eq!(size_of::<KernelConfig>() % 8, 0);
+    }
+}

@@ -1,0 +1,122 @@
+//! The kernel programs by name: the eBPF crate defines functions with exactly these names and
+//! userspace loads and attaches them from this table.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// Classic tracepoint `category:name`.
+    TracePoint {
+        category: &'static str,
+        name: &'static str,
+    },
+    /// BTF-enabled raw tracepoint.
+    BtfTracePoint { event: &'static str },
+    /// fentry on a kernel function (needs BTF and a kernel that allows tracing programs).
+    FEntry { function: &'static str },
+    /// kprobe on a kernel function (needs CONFIG_KPROBES).
+    KProbe { function: &'static str },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramSpec {
+    pub name: &'static str,
+    pub attach: Attach,
+    /// Which capability the program serves; programs of one capability fall back to each other.
+    pub capability: &'static str,
+    /// The agent refuses to run in eBPF mode when a required program cannot load.
+    pub required: bool,
+}
+
+macro_rules! syscall_pair {
+    ($enter:literal, $exit:literal) => {
+        [
+            ProgramSpec {
+                name: $enter,
+                attach: Attach::TracePoint {
+                    category: "syscalls",
+                    name: $enter,
+                },
+                capability: "namespace transitions",
+                required: true,
+            },
+            ProgramSpec {
+                name: $exit,
+                attach: Attach::TracePoint {
+                    category: "syscalls",
+                    name: $exit,
+                },
+                capability: "namespace transitions",
+                required: true,
+            },
+        ]
+    };
+}
+
+const SYSCALLS: [[ProgramSpec; 2]; 8] = [
+    syscall_pair!("sys_enter_setns", "sys_exit_setns"),
+    syscall_pair!("sys_enter_unshare", "sys_exit_unshare"),
+    syscall_pair!("sys_enter_clone", "sys_exit_clone"),
+    syscall_pair!("sys_enter_clone3", "sys_exit_clone3"),
+    syscall_pair!("sys_enter_mount", "sys_exit_mount"),
+    syscall_pair!("sys_enter_move_mount", "sys_exit_move_mount"),
+    syscall_pair!("sys_enter_fsmount", "sys_exit_fsmount"),
+    syscall_pair!("sys_enter_open_tree", "sys_exit_open_tree"),
+];
+
+const SCHED: [ProgramSpec; 3] = [
+    ProgramSpec {
+        name: "sched_process_exec",
+        attach: Attach::TracePoint {
+            category: "sched",
+            name: "sched_process_exec",
+        },
+        capability: "namespace transitions",
+        required: true,
+    },
+    ProgramSpec {
+        name: "sched_process_exit",
+        attach: Attach::TracePoint {
+            category: "sched",
+            name: "sched_process_exit",
+        },
+        capability: "namespace transitions",
+        required: true,
+    },
+    ProgramSpec {
+        name: "sched_process_fork",
+        attach: Attach::BtfTracePoint {
+            event: "sched_process_fork",
+        },
+        capability: "namespace transitions",
+        required: true,
+    },
+];
+
+/// commit_creds: fentry first, kprobe as the fallback; optional.
+pub const COMMIT_CREDS: [ProgramSpec; 2] = [
+    ProgramSpec {
+        name: "commit_creds_fentry",
+        attach: Attach::FEntry {
+            function: "commit_creds",
+        },
+        capability: "credential changes",
+        required: false,
+    },
+    ProgramSpec {
+        name: "commit_creds_kprobe",
+        attach: Attach::KProbe {
+            function: "commit_creds",
+        },
+        capability: "credential changes",
+        required: false,
+    },
+];
+
+/// Every required program, in attach order.
+pub fn required() -> impl Iterator<Item = &'static ProgramSpec> {
+    SYSCALLS.iter().flatten().chain(SCHED.iter())
+}
+
+/// Every program the object contains.
+pub fn all() -> impl Iterator<Item = &'static ProgramSpec> {
+    required().chain(COMMIT_CREDS.iter())
+}

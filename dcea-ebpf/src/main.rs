@@ -1,0 +1,345 @@
+//! dcea kernel programs.
+//!
+//! Every hooked point takes the current task's nsproxy and cred pointers; when they equal the
+//! ones stored for the task nothing can have changed and the program returns. Otherwise it reads
+//! the full snapshot (all namespace inodes, uid/euid, effective capabilities), stores it, and
+//! emits an event only when a namespace changed. Syscall entry hooks double as integrity
+//! checks: nothing may change a task's namespaces between two syscalls, so a difference seen
+//! at entry was made behind the kernel's namespace paths (a kernel exploit).
+#![no_std]
+#![no_main]
+
+mod task;
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_send_signal},
+    macros::{btf_tracepoint, fentry, kprobe, map, tracepoint},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
+};
+use dcea_common::{
+    Event, EventKind, Hook, KernelConfig, TASK_REPORTED, TaskSnapshot, TaskState,
+    cgroup_name_has_container_id, enters_host, flags, is_containerised, stats,
+};
+
+use crate::task::{Task, config};
+
+/// Written by the agent at load time (see dcea_common::config).
+#[unsafe(no_mangle)]
+static DCEA_CONFIG: KernelConfig = KernelConfig::zeroed();
+
+#[map]
+static DCEA_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Per-task state keyed by kernel task id. LRU so a node with more threads than entries
+/// degrades to re-learning the oldest tasks instead of refusing new ones.
+#[map]
+static DCEA_TASKS: LruHashMap<u32, TaskState> = LruHashMap::with_max_entries(32768, 0);
+
+#[map]
+static DCEA_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
+
+const SIGKILL: u32 = 9;
+
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(c) = DCEA_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn current_ids() -> Option<(u32, u32)> {
+    let id = bpf_get_current_pid_tgid();
+    let (tgid, pid) = ((id >> 32) as u32, id as u32);
+    if tgid == config!(agent_tgid) {
+        return None;
+    }
+    Some((pid, tgid))
+}
+
+/// Compare the current task with its stored state at a tracked point; emit on change.
+#[inline(always)]
+fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
+    let Some((pid, _tgid)) = current_ids() else {
+        return;
+    };
+    let task = Task(unsafe { bpf_get_current_task() });
+    let (nsproxy, cred) = (task.nsproxy(), task.cred());
+    if nsproxy == 0 || cred == 0 {
+        return; // exiting: namespaces already released
+    }
+    match DCEA_TASKS.get_ptr_mut(pid) {
+        Some(state) => {
+            // SAFETY: map value pointer valid for this program run.
+            let state = unsafe { &mut *state };
+            if state.nsproxy == nsproxy && state.cred == cred {
+                return;
+            }
+            let new = task.snapshot(nsproxy, cred);
+            let old = state.snap;
+            state.snap = new;
+            state.nsproxy = nsproxy;
+            state.cred = cred;
+            if !old.same_namespaces(&new) {
+                let extra = if at_entry { flags::AT_ENTRY } else { 0 };
+                if emit(
+                    EventKind::Transition,
+                    hook,
+                    task,
+                    &old,
+                    &new,
+                    extra,
+                    ret,
+                    true,
+                ) {
+                    state.flags |= TASK_REPORTED;
+                }
+            }
+        }
+        None => {
+            let state = TaskState {
+                snap: task.snapshot(nsproxy, cred),
+                nsproxy,
+                cred,
+                flags: 0,
+                _pad: 0,
+            };
+            if DCEA_TASKS.insert(pid, state, 0).is_err() {
+                count(stats::TASKS_FULL);
+            }
+        }
+    }
+}
+
+/// Fill and submit one event about `task`. `is_current`: the task is the one running, so it
+/// can be killed in enforce mode. Returns whether the event was written.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    kind: EventKind,
+    hook: Hook,
+    task: Task,
+    old: &TaskSnapshot,
+    new: &TaskSnapshot,
+    extra_flags: u32,
+    ret: i64,
+    is_current: bool,
+) -> bool {
+    let Some(mut entry) = DCEA_EVENTS.reserve::<Event>(0) else {
+        count(stats::RINGBUF_FULL);
+        return false;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved ring-buffer record of size_of::<Event>() bytes. Every
+    // field is written below; strings are NUL-terminated (userspace reads up to the NUL). No
+    // memset: it becomes a byte loop the verifier walks once per state.
+    unsafe {
+        let ev = &mut *ev;
+        let host = config!(host_ns);
+        ev.kind = kind as u32;
+        ev.hook = hook as u32;
+        ev.pid = task.pid();
+        ev.tgid = task.tgid();
+        ev.ppid = task.parent_tgid();
+        ev.ktime_ns = bpf_ktime_get_ns();
+        ev.ret = ret;
+        ev.old = *old;
+        ev.new = *new;
+        let mut fl = extra_flags;
+        task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent);
+        let container_cgroup = cgroup_name_has_container_id(&ev.cgroup);
+        if container_cgroup {
+            fl |= flags::CONTAINER_CGROUP;
+        }
+        if is_current
+            && config!(enforce) != 0
+            && enters_host(old, new, &host)
+            && is_containerised(old, &host, container_cgroup)
+            && bpf_send_signal(SIGKILL) == 0
+        {
+            fl |= flags::KILLED;
+            count(stats::KILLED);
+        }
+        task.comm(&mut ev.comm);
+        if task.exe_components(&mut ev.exe) {
+            fl |= flags::EXE_TRUNCATED;
+        }
+        ev.flags = fl;
+    }
+    entry.submit(0);
+    count(stats::EMITTED);
+    true
+}
+
+#[inline(always)]
+fn sys_exit_ret(ctx: &TracePointContext) -> i64 {
+    // syscalls:sys_exit_*: `long ret` at offset 16 on every kernel since the format exists.
+    unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0)
+}
+
+macro_rules! syscall_hooks {
+    ($($enter:ident, $exit:ident => $hook:expr;)*) => {$(
+        #[tracepoint]
+        pub fn $enter(_ctx: TracePointContext) -> u32 {
+            observe_current($hook, true, 0);
+            0
+        }
+
+        #[tracepoint]
+        pub fn $exit(ctx: TracePointContext) -> u32 {
+            observe_current($hook, false, sys_exit_ret(&ctx));
+            0
+        }
+    )*};
+}
+
+syscall_hooks! {
+    sys_enter_setns, sys_exit_setns => Hook::Setns;
+    sys_enter_unshare, sys_exit_unshare => Hook::Unshare;
+    sys_enter_clone, sys_exit_clone => Hook::Clone;
+    sys_enter_clone3, sys_exit_clone3 => Hook::Clone3;
+    sys_enter_mount, sys_exit_mount => Hook::Mount;
+    sys_enter_move_mount, sys_exit_move_mount => Hook::MoveMount;
+    sys_enter_fsmount, sys_exit_fsmount => Hook::Fsmount;
+    sys_enter_open_tree, sys_exit_open_tree => Hook::OpenTree;
+}
+
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    observe_current(Hook::Exec, false, 0);
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let Some((pid, _)) = current_ids() else {
+        return 0;
+    };
+    if let Some(state) = DCEA_TASKS.get_ptr(pid) {
+        // SAFETY: valid for this run; copied before the entry is removed.
+        let state = unsafe { *state };
+        if state.flags & TASK_REPORTED != 0 {
+            let task = Task(unsafe { bpf_get_current_task() });
+            emit(
+                EventKind::Exit,
+                Hook::Exit,
+                task,
+                &state.snap,
+                &state.snap,
+                0,
+                0,
+                false,
+            );
+        }
+        let _ = DCEA_TASKS.remove(pid);
+    }
+    0
+}
+
+/// A new task is compared with its parent: clone(CLONE_NEW*) shows up here as a transition of
+/// the child.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
+    if current_ids().is_none() {
+        return 0;
+    }
+    let parent = Task(unsafe { bpf_get_current_task() });
+    let child = Task(ctx.arg::<u64>(1));
+    let (nsproxy, cred) = (child.nsproxy(), child.cred());
+    if nsproxy == 0 || cred == 0 {
+        return 0;
+    }
+    let new = child.snapshot(nsproxy, cred);
+    let parent_pid = bpf_get_current_pid_tgid() as u32;
+    let old = match DCEA_TASKS.get_ptr(parent_pid) {
+        // SAFETY: valid for this run.
+        Some(state) => unsafe { (*state).snap },
+        None => parent.snapshot(parent.nsproxy(), parent.cred()),
+    };
+    let mut state = TaskState {
+        snap: new,
+        nsproxy,
+        cred,
+        flags: 0,
+        _pad: 0,
+    };
+    if !old.same_namespaces(&new)
+        && emit(
+            EventKind::Transition,
+            Hook::Fork,
+            child,
+            &old,
+            &new,
+            0,
+            0,
+            false,
+        )
+    {
+        state.flags = TASK_REPORTED;
+    }
+    if DCEA_TASKS.insert(child.pid(), state, 0).is_err() {
+        count(stats::TASKS_FULL);
+    }
+    0
+}
+
+/// commit_creds(new): report a containerised task gaining root or capabilities.
+#[inline(always)]
+fn on_commit_creds(new_cred: u64) {
+    if current_ids().is_none() || new_cred == 0 {
+        return;
+    }
+    let task = Task(unsafe { bpf_get_current_task() });
+    let (nsproxy, cred) = (task.nsproxy(), task.cred());
+    if nsproxy == 0 || cred == 0 {
+        return;
+    }
+    let old = task.snapshot(nsproxy, cred);
+    let new = task.snapshot(nsproxy, new_cred);
+    let gained_root = old.euid != 0 && new.euid == 0;
+    let gained_caps = new.cap_effective & !old.cap_effective != 0;
+    if !(gained_root || gained_caps) {
+        return;
+    }
+    let host = config!(host_ns);
+    let mut cgroup = [0u8; dcea_common::CGROUP_NAME_LEN];
+    // Cheap pre-filter on the leaf name before reserving a record: only containers matter.
+    let container_cgroup = task.cgroup_leaf_has_container_id(&mut cgroup);
+    if is_containerised(&old, &host, container_cgroup) {
+        emit(
+            EventKind::Creds,
+            Hook::CommitCreds,
+            task,
+            &old,
+            &new,
+            0,
+            0,
+            true,
+        );
+    }
+}
+
+#[fentry(function = "commit_creds")]
+pub fn commit_creds_fentry(ctx: FEntryContext) -> u32 {
+    on_commit_creds(ctx.arg::<u64>(0));
+    0
+}
+
+#[kprobe]
+pub fn commit_creds_kprobe(ctx: ProbeContext) -> u32 {
+    on_commit_creds(ctx.arg::<u64>(0).unwrap_or(0));
+    0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: the verifier rejects programs with reachable panics; nothing reaches here.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,200 @@
+//! Reading `struct task_struct` and what hangs off it, at offsets resolved from BTF by the
+//! agent (aya has no CO-RE for Rust programs).
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use dcea_common::{
+    ABSENT, CGROUP_DFL, CGROUP_NAME_LEN, CGROUP_PARENT_LEN, COMM_LEN, EXE_COMPONENT_LEN,
+    EXE_COMPONENTS, NS_KINDS, NsKind, TaskSnapshot, cgroup_name_has_container_id,
+};
+
+/// Read one field of the load-time configuration. `read_volatile` keeps the compiler from
+/// folding the zeroed initialiser; the verifier then sees the frozen `.rodata` value.
+macro_rules! config {
+    ($($field:tt)+) => {
+        {
+            // SAFETY: reading a static.
+            #[allow(unused_unsafe)]
+            let value = unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::DCEA_CONFIG.$($field)+)) };
+            value
+        }
+    };
+}
+pub(crate) use config;
+
+/// Read a `T` at `base + off`; `None` for a null base, a field this kernel lacks, or a fault.
+#[inline(always)]
+fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
+    if base == 0 || off == ABSENT {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel tolerates any address.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+}
+
+#[inline(always)]
+fn read_ptr(base: u64, off: u32) -> u64 {
+    read::<u64>(base, off).unwrap_or(0)
+}
+
+/// Copy a NUL-terminated kernel string; on failure `dst` holds the empty string.
+#[inline(always)]
+fn read_str(ptr: u64, dst: &mut [u8]) -> bool {
+    let ok = ptr != 0 && unsafe { bpf_probe_read_kernel_str_bytes(ptr as *const u8, dst) }.is_ok();
+    if !ok {
+        dst[0] = 0;
+    }
+    ok
+}
+
+/// A `struct task_struct *`.
+#[derive(Clone, Copy)]
+pub struct Task(pub u64);
+
+impl Task {
+    #[inline(always)]
+    pub fn nsproxy(self) -> u64 {
+        read_ptr(self.0, config!(offsets.task_nsproxy))
+    }
+
+    #[inline(always)]
+    pub fn cred(self) -> u64 {
+        read_ptr(self.0, config!(offsets.task_cred))
+    }
+
+    #[inline(always)]
+    pub fn pid(self) -> u32 {
+        read::<u32>(self.0, config!(offsets.task_pid)).unwrap_or(0)
+    }
+
+    #[inline(always)]
+    pub fn tgid(self) -> u32 {
+        read::<u32>(self.0, config!(offsets.task_tgid)).unwrap_or(0)
+    }
+
+    #[inline(always)]
+    pub fn parent_tgid(self) -> u32 {
+        Task(read_ptr(self.0, config!(offsets.task_real_parent))).tgid()
+    }
+
+    /// The full snapshot, reading namespaces from `nsproxy` and credentials from `cred`.
+    #[inline(always)]
+    pub fn snapshot(self, nsproxy: u64, cred: u64) -> TaskSnapshot {
+        let mut s = TaskSnapshot::default();
+        let nsproxy_ns: [u32; NS_KINDS] = config!(offsets.nsproxy_ns);
+        let ns_inum: [u32; NS_KINDS] = config!(offsets.ns_inum);
+        let mut k = 0;
+        while k < NS_KINDS {
+            let ns = read_ptr(nsproxy, nsproxy_ns[k]);
+            s.ns[k] = read::<u32>(ns, ns_inum[k]).unwrap_or(0);
+            k += 1;
+        }
+        // The task's own pid namespace: thread_pid->numbers[thread_pid->level].ns.
+        let pid = read_ptr(self.0, config!(offsets.task_thread_pid));
+        if let Some(level) = read::<u32>(pid, config!(offsets.pid_level)) {
+            let upid_size: u32 = config!(offsets.upid_size);
+            let numbers: u32 = config!(offsets.pid_numbers);
+            let upid_ns: u32 = config!(offsets.upid_ns);
+            if numbers != ABSENT && upid_size != ABSENT && upid_ns != ABSENT && level < 64 {
+                let pidns = read_ptr(pid, numbers + level * upid_size + upid_ns);
+                s.ns[NsKind::Pid.index()] =
+                    read::<u32>(pidns, ns_inum[NsKind::Pid.index()]).unwrap_or(0);
+            }
+        }
+        let user_ns = read_ptr(cred, config!(offsets.cred_user_ns));
+        s.ns[NsKind::User.index()] =
+            read::<u32>(user_ns, ns_inum[NsKind::User.index()]).unwrap_or(0);
+        s.uid = read::<u32>(cred, config!(offsets.cred_uid)).unwrap_or(u32::MAX);
+        s.euid = read::<u32>(cred, config!(offsets.cred_euid)).unwrap_or(u32::MAX);
+        s.cap_effective = read::<u64>(cred, config!(offsets.cred_cap_effective)).unwrap_or(0);
+        s
+    }
+
+    #[inline(always)]
+    pub fn comm(self, dst: &mut [u8; COMM_LEN]) {
+        *dst = read::<[u8; COMM_LEN]>(self.0, config!(offsets.task_comm)).unwrap_or([0; COMM_LEN]);
+    }
+
+    /// The kernfs node of the task's cgroup in the configured hierarchy.
+    #[inline(always)]
+    fn cgroup_kn(self) -> u64 {
+        let css_set = read_ptr(self.0, config!(offsets.task_cgroups));
+        let subsys: u32 = config!(cgroup_subsys);
+        let cgroup = if subsys == CGROUP_DFL {
+            read_ptr(css_set, config!(offsets.css_set_dfl_cgrp))
+        } else {
+            let base: u32 = config!(offsets.css_set_subsys);
+            if base == ABSENT || subsys >= 32 {
+                return 0;
+            }
+            let css = read_ptr(css_set, base + subsys * 8);
+            read_ptr(css, config!(offsets.css_cgroup))
+        };
+        read_ptr(cgroup, config!(offsets.cgroup_kn))
+    }
+
+    #[inline(always)]
+    pub fn cgroup_names(
+        self,
+        leaf: &mut [u8; CGROUP_NAME_LEN],
+        parent: &mut [u8; CGROUP_PARENT_LEN],
+    ) {
+        let kn = self.cgroup_kn();
+        if kn == 0 {
+            leaf[0] = 0;
+            parent[0] = 0;
+            return;
+        }
+        read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), leaf);
+        let parent_kn = read_ptr(kn, config!(offsets.kernfs_node_parent));
+        read_str(
+            read_ptr(parent_kn, config!(offsets.kernfs_node_name)),
+            parent,
+        );
+    }
+
+    #[inline(always)]
+    pub fn cgroup_leaf_has_container_id(self, buf: &mut [u8; CGROUP_NAME_LEN]) -> bool {
+        let kn = self.cgroup_kn();
+        read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), buf)
+            && cgroup_name_has_container_id(buf)
+    }
+
+    /// Walk `mm->exe_file->f_path.dentry` towards the root, leaf first. Returns true when the
+    /// path is deeper than the walk (the components are the last ones).
+    #[inline(always)]
+    pub fn exe_components(self, dst: &mut [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS]) -> bool {
+        let mut i = 0;
+        while i < EXE_COMPONENTS {
+            dst[i][0] = 0;
+            i += 1;
+        }
+        let mm = read_ptr(self.0, config!(offsets.task_mm));
+        let file = read_ptr(mm, config!(offsets.mm_exe_file));
+        let (f_path, path_dentry): (u32, u32) =
+            (config!(offsets.file_f_path), config!(offsets.path_dentry));
+        if file == 0 || f_path == ABSENT || path_dentry == ABSENT {
+            return false;
+        }
+        let mut dentry = read_ptr(file, f_path + path_dentry);
+        let (d_name, qstr_name, d_parent): (u32, u32, u32) = (
+            config!(offsets.dentry_d_name),
+            config!(offsets.qstr_name),
+            config!(offsets.dentry_d_parent),
+        );
+        if d_name == ABSENT || qstr_name == ABSENT {
+            return false;
+        }
+        i = 0;
+        while i < EXE_COMPONENTS {
+            let parent = read_ptr(dentry, d_parent);
+            if dentry == 0 || parent == 0 || parent == dentry {
+                return false; // reached the root of the filesystem
+            }
+            read_str(read_ptr(dentry, d_name + qstr_name), &mut dst[i]);
+            dentry = parent;
+            i += 1;
+        }
+        let parent = read_ptr(dentry, d_parent);
+        !(dentry == 0 || parent == 0 || parent == dentry)
+    }
+}

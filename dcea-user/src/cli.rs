@@ -1,0 +1,78 @@
+//! Command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    monitor::{MonitorOptions, btf::VMLINUX_BTF},
+    output::Format,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dcea",
+    version,
+    about = "Detect (and on request prevent) container escapes"
+)]
+pub struct Cli {
+    /// Log filter for stderr (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "DCEA_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch namespace transitions in the kernel and report escapes as they happen.
+    /// Alerts go to stdout (one per line); logs and the start-up report go to stderr.
+    Monitor(MonitorArgs),
+    /// Load and attach the kernel programs, print what works on this kernel, and exit.
+    Probe {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// Kernel BTF to resolve structure offsets from.
+    #[arg(long, default_value = VMLINUX_BTF)]
+    pub btf: PathBuf,
+    /// Take the host mnt/net namespace reference from this pid (default: dcea itself on a
+    /// host, PID 1 when dcea runs in a container with hostPID).
+    #[arg(long, value_name = "PID")]
+    pub host_ns_pid: Option<u32>,
+    /// Kill a container process in the kernel when it enters a host namespace, before it
+    /// returns to user space.
+    #[arg(long)]
+    pub enforce: bool,
+    /// Tasks tracked in the kernel (least recently seen are forgotten first).
+    #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(1024..=4_194_304))]
+    pub max_tasks: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Alert format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+}
+
+impl KernelArgs {
+    pub fn monitor_options(&self, format: Format) -> MonitorOptions {
+        MonitorOptions {
+            format,
+            enforce: self.enforce,
+            host_ns_pid: self.host_ns_pid,
+            btf_path: self.btf.clone(),
+            max_tasks: self.max_tasks,
+        }
+    }
+}
