@@ -22,29 +22,17 @@ fn main() -> anyhow::Result<()> {
             "bpf-linker is not installed: run `cargo xtask setup` (or build with AYA_BUILD_SKIP=1 for a host-only check)"
         ));
     }
-    let manifest_dir = PathBuf::from(
-        env::var_os("CARGO_MANIFEST_DIR").ok_or_else(|| anyhow!("CARGO_MANIFEST_DIR not set"))?,
-    );
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or_else(|| anyhow!("CARGO_MANIFEST_DIR not set"))?);
     let ebpf_dir = manifest_dir.join("..").join("dcea-ebpf");
-    let ebpf_dir = ebpf_dir
-        .to_str()
-        .ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?;
+    let ebpf_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?;
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "dcea-ebpf",
-            root_dir: ebpf_dir,
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "dcea-ebpf", root_dir: ebpf_dir, ..Default::default() }],
         aya_build::Toolchain::default(),
     )
-    .context(
-        "building the eBPF programs (run `cargo xtask setup` if the nightly toolchain is missing)",
-    )?;
+    .context("building the eBPF programs (run `cargo xtask setup` if the nightly toolchain is missing)")?;
     // The dcea-common ABI is compiled into the object too.
-    println!(
-        "cargo:rerun-if-changed={}/../dcea-common/src",
-        manifest_dir.display()
-    );
+    println!("cargo:rerun-if-changed={}/../dcea-common/src", manifest_dir.display());
     Ok(())
 }
 

@@ -4,29 +4,20 @@ use crate::{Hook, NS_KINDS, NsKind, TaskSnapshot};
 
 /// Bit mask of namespace kinds whose inode differs between `old` and `new`.
 pub fn changed_mask(old: &TaskSnapshot, new: &TaskSnapshot) -> u32 {
-    (0..NS_KINDS)
-        .filter(|&k| old.ns[k] != new.ns[k])
-        .fold(0, |m, k| m | 1 << k)
+    (0..NS_KINDS).filter(|&k| old.ns[k] != new.ns[k]).fold(0, |m, k| m | 1 << k)
 }
 
 /// Did namespace kind `k` move from a non-host namespace into the host's? An unknown host value
 /// (0) or an unknown old value never matches, so missing data cannot raise an escape.
 #[inline(always)]
-pub fn entered_host(
-    old: &TaskSnapshot,
-    new: &TaskSnapshot,
-    host: &[u32; NS_KINDS],
-    k: usize,
-) -> bool {
+pub fn entered_host(old: &TaskSnapshot, new: &TaskSnapshot, host: &[u32; NS_KINDS], k: usize) -> bool {
     let h = host[k];
     h != 0 && old.ns[k] != 0 && old.ns[k] != h && new.ns[k] == h
 }
 
 /// Kinds that moved from a non-host namespace into the host's.
 pub fn entered_host_mask(old: &TaskSnapshot, new: &TaskSnapshot, host: &[u32; NS_KINDS]) -> u32 {
-    (0..NS_KINDS)
-        .filter(|&k| entered_host(old, new, host, k))
-        .fold(0, |m, k| m | 1 << k)
+    (0..NS_KINDS).filter(|&k| entered_host(old, new, host, k)).fold(0, |m, k| m | 1 << k)
 }
 
 /// Did any kind enter the host's namespace? Early exit: the kernel's enforcement test.
@@ -51,28 +42,16 @@ pub const fn legit_change_mask(hook: Hook) -> u32 {
         Hook::Setns | Hook::Unshare | Hook::Clone | Hook::Clone3 | Hook::Fork => ALL,
         // execve moves the task into its time_for_children namespace (exec_task_namespaces).
         Hook::Exec => NsKind::Time.bit(),
-        Hook::Mount
-        | Hook::MoveMount
-        | Hook::Fsmount
-        | Hook::OpenTree
-        | Hook::Exit
-        | Hook::CommitCreds => 0,
+        Hook::Mount | Hook::MoveMount | Hook::Fsmount | Hook::OpenTree | Hook::Exit | Hook::CommitCreds => 0,
     }
 }
 
 /// A task belongs to a container if it runs in a non-host PID namespace or its cgroup carries
 /// a container id (`--pid=host` containers share the host PID namespace).
 #[inline(always)]
-pub fn is_containerised(
-    snap: &TaskSnapshot,
-    host: &[u32; NS_KINDS],
-    container_cgroup: bool,
-) -> bool {
+pub fn is_containerised(snap: &TaskSnapshot, host: &[u32; NS_KINDS], container_cgroup: bool) -> bool {
     let host_pid = host[NsKind::Pid.index()];
-    container_cgroup
-        || (host_pid != 0
-            && snap.ns[NsKind::Pid.index()] != 0
-            && snap.ns[NsKind::Pid.index()] != host_pid)
+    container_cgroup || (host_pid != 0 && snap.ns[NsKind::Pid.index()] != 0 && snap.ns[NsKind::Pid.index()] != host_pid)
 }
 
 /// Length of a container id: Docker, containerd, CRI-O and Podman all use 64 hex digits.
@@ -137,24 +116,11 @@ mod tests {
     ];
 
     fn snap(ns: [u32; NS_KINDS]) -> TaskSnapshot {
-        TaskSnapshot {
-            ns,
-            ..Default::default()
-        }
+        TaskSnapshot { ns, ..Default::default() }
     }
 
     fn container() -> [u32; NS_KINDS] {
-        [
-            5001,
-            5002,
-            5002,
-            5003,
-            5004,
-            5005,
-            init_ns::USER,
-            5006,
-            init_ns::TIME,
-        ]
+        [5001, 5002, 5002, 5003, 5004, 5005, init_ns::USER, 5006, init_ns::TIME]
     }
 
     #[test]
@@ -211,13 +177,7 @@ mod tests {
                 changed: NsKind::Uts.bit(),
                 entered: 0,
             },
-            Case {
-                what: "no change",
-                old: container(),
-                new: container(),
-                changed: 0,
-                entered: 0,
-            },
+            Case { what: "no change", old: container(), new: container(), changed: 0, entered: 0 },
             Case {
                 what: "unknown old value never escapes",
                 old: [0; NS_KINDS],
@@ -229,18 +189,8 @@ mod tests {
         for c in cases {
             let (o, n) = (snap(c.old), snap(c.new));
             assert_eq!(changed_mask(&o, &n), c.changed, "{}: changed", c.what);
-            assert_eq!(
-                entered_host_mask(&o, &n, &HOST),
-                c.entered,
-                "{}: entered",
-                c.what
-            );
-            assert_eq!(
-                enters_host(&o, &n, &HOST),
-                c.entered != 0,
-                "{}: enters",
-                c.what
-            );
+            assert_eq!(entered_host_mask(&o, &n, &HOST), c.entered, "{}: entered", c.what);
+            assert_eq!(enters_host(&o, &n, &HOST), c.entered != 0, "{}: enters", c.what);
         }
     }
 
@@ -269,10 +219,7 @@ mod tests {
     fn containerised() {
         assert!(is_containerised(&snap(container()), &HOST, false));
         assert!(!is_containerised(&snap(HOST), &HOST, false));
-        assert!(
-            is_containerised(&snap(HOST), &HOST, true),
-            "--pid=host container via cgroup id"
-        );
+        assert!(is_containerised(&snap(HOST), &HOST, true), "--pid=host container via cgroup id");
         assert!(!is_containerised(&snap([0; NS_KINDS]), &HOST, false));
     }
 

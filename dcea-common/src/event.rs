@@ -21,9 +21,7 @@ impl TaskSnapshot {
     }
 
     pub fn same_creds(&self, other: &TaskSnapshot) -> bool {
-        self.uid == other.uid
-            && self.euid == other.euid
-            && self.cap_effective == other.cap_effective
+        self.uid == other.uid && self.euid == other.euid && self.cap_effective == other.cap_effective
     }
 }
 
@@ -131,8 +129,6 @@ pub mod flags {
     pub const AT_ENTRY: u32 = 1 << 0;
     /// Enforce mode sent SIGKILL to the task before it returned to user space.
     pub const KILLED: u32 = 1 << 2;
-    /// The task's cgroup name carries a 64-hex container id.
-    pub const CONTAINER_CGROUP: u32 = 1 << 3;
     /// The executable path was deeper than the kernel walks; `exe` holds its last components.
     pub const EXE_TRUNCATED: u32 = 1 << 5;
 }
@@ -157,8 +153,7 @@ pub const EXE_COMPONENTS: usize = 8;
 pub const EXE_COMPONENT_LEN: usize = 32;
 pub const CGROUP_NAME_LEN: usize = 128;
 pub const CGROUP_PARENT_LEN: usize = 64;
-pub const EVENT_SIZE: usize =
-    168 + EXE_COMPONENTS * EXE_COMPONENT_LEN + CGROUP_NAME_LEN + CGROUP_PARENT_LEN;
+pub const EVENT_SIZE: usize = 168 + EXE_COMPONENTS * EXE_COMPONENT_LEN + CGROUP_NAME_LEN + CGROUP_PARENT_LEN;
 
 /// One ring-buffer record. Which namespaces changed, which entered the host's and whether the
 /// hook could legitimately change them is derived in userspace from `old`, `new` and `hook`
@@ -181,6 +176,8 @@ pub struct Event {
     pub old: TaskSnapshot,
     pub new: TaskSnapshot,
     pub comm: [u8; COMM_LEN],
+    /// `comm` of the real parent.
+    pub parent_comm: [u8; COMM_LEN],
     /// Path components of the executable, leaf first; empty strings past the root.
     pub exe: [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS],
     /// Name of the task's cgroup (leaf) and of its parent, in the hierarchy the agent chose.

@@ -114,10 +114,7 @@ mod tests {
         assert_eq!(offset_of!(Event, new), 96);
         assert_eq!(offset_of!(Event, comm), 152);
         assert_eq!(offset_of!(Event, exe), 168);
-        assert_eq!(
-            offset_of!(Event, cgroup),
-            168 + EXE_COMPONENTS * EXE_COMPONENT_LEN
-        );
+        assert_eq!(offset_of!(Event, cgroup), 168 + EXE_COMPONENTS * EXE_COMPONENT_LEN);
         assert_eq!(size_of::<Event>(), EVENT_SIZE);
         assert_eq!(size_of::<Event>() % 8, 0);
         assert_eq!(core::mem::align_of::<Event>(), 8);

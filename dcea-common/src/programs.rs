@@ -4,10 +4,7 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attach {
     /// Classic tracepoint `category:name`.
-    TracePoint {
-        category: &'static str,
-        name: &'static str,
-    },
+    TracePoint { category: &'static str, name: &'static str },
     /// BTF-enabled raw tracepoint.
     BtfTracePoint { event: &'static str },
     /// fentry on a kernel function (needs BTF and a kernel that allows tracing programs).
@@ -31,19 +28,13 @@ macro_rules! syscall_pair {
         [
             ProgramSpec {
                 name: $enter,
-                attach: Attach::TracePoint {
-                    category: "syscalls",
-                    name: $enter,
-                },
+                attach: Attach::TracePoint { category: "syscalls", name: $enter },
                 capability: "namespace transitions",
                 required: true,
             },
             ProgramSpec {
                 name: $exit,
-                attach: Attach::TracePoint {
-                    category: "syscalls",
-                    name: $exit,
-                },
+                attach: Attach::TracePoint { category: "syscalls", name: $exit },
                 capability: "namespace transitions",
                 required: true,
             },
@@ -65,27 +56,19 @@ const SYSCALLS: [[ProgramSpec; 2]; 8] = [
 const SCHED: [ProgramSpec; 3] = [
     ProgramSpec {
         name: "sched_process_exec",
-        attach: Attach::TracePoint {
-            category: "sched",
-            name: "sched_process_exec",
-        },
+        attach: Attach::TracePoint { category: "sched", name: "sched_process_exec" },
         capability: "namespace transitions",
         required: true,
     },
     ProgramSpec {
         name: "sched_process_exit",
-        attach: Attach::TracePoint {
-            category: "sched",
-            name: "sched_process_exit",
-        },
+        attach: Attach::TracePoint { category: "sched", name: "sched_process_exit" },
         capability: "namespace transitions",
         required: true,
     },
     ProgramSpec {
         name: "sched_process_fork",
-        attach: Attach::BtfTracePoint {
-            event: "sched_process_fork",
-        },
+        attach: Attach::BtfTracePoint { event: "sched_process_fork" },
         capability: "namespace transitions",
         required: true,
     },
@@ -95,17 +78,13 @@ const SCHED: [ProgramSpec; 3] = [
 pub const COMMIT_CREDS: [ProgramSpec; 2] = [
     ProgramSpec {
         name: "commit_creds_fentry",
-        attach: Attach::FEntry {
-            function: "commit_creds",
-        },
+        attach: Attach::FEntry { function: "commit_creds" },
         capability: "credential changes",
         required: false,
     },
     ProgramSpec {
         name: "commit_creds_kprobe",
-        attach: Attach::KProbe {
-            function: "commit_creds",
-        },
+        attach: Attach::KProbe { function: "commit_creds" },
         capability: "credential changes",
         required: false,
     },

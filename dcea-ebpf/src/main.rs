@@ -18,8 +18,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 use dcea_common::{
-    Event, EventKind, Hook, KernelConfig, TASK_REPORTED, TaskSnapshot, TaskState,
-    cgroup_name_has_container_id, enters_host, flags, is_containerised, stats,
+    Event, EventKind, Hook, KernelConfig, TASK_REPORTED, TaskSnapshot, TaskState, cgroup_name_has_container_id,
+    enters_host, flags, is_containerised, stats,
 };
 
 use crate::task::{Task, config};
@@ -84,28 +84,13 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
             state.cred = cred;
             if !old.same_namespaces(&new) {
                 let extra = if at_entry { flags::AT_ENTRY } else { 0 };
-                if emit(
-                    EventKind::Transition,
-                    hook,
-                    task,
-                    &old,
-                    &new,
-                    extra,
-                    ret,
-                    true,
-                ) {
+                if emit(EventKind::Transition, hook, task, &old, &new, extra, ret, true) {
                     state.flags |= TASK_REPORTED;
                 }
             }
         }
         None => {
-            let state = TaskState {
-                snap: task.snapshot(nsproxy, cred),
-                nsproxy,
-                cred,
-                flags: 0,
-                _pad: 0,
-            };
+            let state = TaskState { snap: task.snapshot(nsproxy, cred), nsproxy, cred, flags: 0, _pad: 0 };
             if DCEA_TASKS.insert(pid, state, 0).is_err() {
                 count(stats::TASKS_FULL);
             }
@@ -142,21 +127,21 @@ fn emit(
         ev.hook = hook as u32;
         ev.pid = task.pid();
         ev.tgid = task.tgid();
-        ev.ppid = task.parent_tgid();
+        let parent = task.parent();
+        ev.ppid = parent.tgid();
+        parent.comm(&mut ev.parent_comm);
         ev.ktime_ns = bpf_ktime_get_ns();
         ev.ret = ret;
         ev.old = *old;
         ev.new = *new;
         let mut fl = extra_flags;
         task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent);
-        let container_cgroup = cgroup_name_has_container_id(&ev.cgroup);
-        if container_cgroup {
-            fl |= flags::CONTAINER_CGROUP;
-        }
+        // Enforcement: cheapest tests first; the cgroup-id scan only runs for a task that is
+        // entering a host namespace from the host's PID namespace (--pid=host containers).
         if is_current
             && config!(enforce) != 0
             && enters_host(old, new, &host)
-            && is_containerised(old, &host, container_cgroup)
+            && (is_containerised(old, &host, false) || cgroup_name_has_container_id(&ev.cgroup))
             && bpf_send_signal(SIGKILL) == 0
         {
             fl |= flags::KILLED;
@@ -222,16 +207,7 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         let state = unsafe { *state };
         if state.flags & TASK_REPORTED != 0 {
             let task = Task(unsafe { bpf_get_current_task() });
-            emit(
-                EventKind::Exit,
-                Hook::Exit,
-                task,
-                &state.snap,
-                &state.snap,
-                0,
-                0,
-                false,
-            );
+            emit(EventKind::Exit, Hook::Exit, task, &state.snap, &state.snap, 0, 0, false);
         }
         let _ = DCEA_TASKS.remove(pid);
     }
@@ -258,25 +234,8 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
         Some(state) => unsafe { (*state).snap },
         None => parent.snapshot(parent.nsproxy(), parent.cred()),
     };
-    let mut state = TaskState {
-        snap: new,
-        nsproxy,
-        cred,
-        flags: 0,
-        _pad: 0,
-    };
-    if !old.same_namespaces(&new)
-        && emit(
-            EventKind::Transition,
-            Hook::Fork,
-            child,
-            &old,
-            &new,
-            0,
-            0,
-            false,
-        )
-    {
+    let mut state = TaskState { snap: new, nsproxy, cred, flags: 0, _pad: 0 };
+    if !old.same_namespaces(&new) && emit(EventKind::Transition, Hook::Fork, child, &old, &new, 0, 0, false) {
         state.flags = TASK_REPORTED;
     }
     if DCEA_TASKS.insert(child.pid(), state, 0).is_err() {
@@ -308,16 +267,7 @@ fn on_commit_creds(new_cred: u64) {
     // Cheap pre-filter on the leaf name before reserving a record: only containers matter.
     let container_cgroup = task.cgroup_leaf_has_container_id(&mut cgroup);
     if is_containerised(&old, &host, container_cgroup) {
-        emit(
-            EventKind::Creds,
-            Hook::CommitCreds,
-            task,
-            &old,
-            &new,
-            0,
-            0,
-            true,
-        );
+        emit(EventKind::Creds, Hook::CommitCreds, task, &old, &new, 0, 0, true);
     }
 }
 

@@ -3,8 +3,8 @@
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
 use dcea_common::{
-    ABSENT, CGROUP_DFL, CGROUP_NAME_LEN, CGROUP_PARENT_LEN, COMM_LEN, EXE_COMPONENT_LEN,
-    EXE_COMPONENTS, NS_KINDS, NsKind, TaskSnapshot, cgroup_name_has_container_id,
+    ABSENT, CGROUP_DFL, CGROUP_NAME_LEN, CGROUP_PARENT_LEN, COMM_LEN, EXE_COMPONENT_LEN, EXE_COMPONENTS, NS_KINDS,
+    NsKind, TaskSnapshot, cgroup_name_has_container_id,
 };
 
 /// Read one field of the load-time configuration. `read_volatile` keeps the compiler from
@@ -72,8 +72,8 @@ impl Task {
     }
 
     #[inline(always)]
-    pub fn parent_tgid(self) -> u32 {
-        Task(read_ptr(self.0, config!(offsets.task_real_parent))).tgid()
+    pub fn parent(self) -> Task {
+        Task(read_ptr(self.0, config!(offsets.task_real_parent)))
     }
 
     /// The full snapshot, reading namespaces from `nsproxy` and credentials from `cred`.
@@ -96,13 +96,11 @@ impl Task {
             let upid_ns: u32 = config!(offsets.upid_ns);
             if numbers != ABSENT && upid_size != ABSENT && upid_ns != ABSENT && level < 64 {
                 let pidns = read_ptr(pid, numbers + level * upid_size + upid_ns);
-                s.ns[NsKind::Pid.index()] =
-                    read::<u32>(pidns, ns_inum[NsKind::Pid.index()]).unwrap_or(0);
+                s.ns[NsKind::Pid.index()] = read::<u32>(pidns, ns_inum[NsKind::Pid.index()]).unwrap_or(0);
             }
         }
         let user_ns = read_ptr(cred, config!(offsets.cred_user_ns));
-        s.ns[NsKind::User.index()] =
-            read::<u32>(user_ns, ns_inum[NsKind::User.index()]).unwrap_or(0);
+        s.ns[NsKind::User.index()] = read::<u32>(user_ns, ns_inum[NsKind::User.index()]).unwrap_or(0);
         s.uid = read::<u32>(cred, config!(offsets.cred_uid)).unwrap_or(u32::MAX);
         s.euid = read::<u32>(cred, config!(offsets.cred_euid)).unwrap_or(u32::MAX);
         s.cap_effective = read::<u64>(cred, config!(offsets.cred_cap_effective)).unwrap_or(0);
@@ -133,11 +131,7 @@ impl Task {
     }
 
     #[inline(always)]
-    pub fn cgroup_names(
-        self,
-        leaf: &mut [u8; CGROUP_NAME_LEN],
-        parent: &mut [u8; CGROUP_PARENT_LEN],
-    ) {
+    pub fn cgroup_names(self, leaf: &mut [u8; CGROUP_NAME_LEN], parent: &mut [u8; CGROUP_PARENT_LEN]) {
         let kn = self.cgroup_kn();
         if kn == 0 {
             leaf[0] = 0;
@@ -146,17 +140,13 @@ impl Task {
         }
         read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), leaf);
         let parent_kn = read_ptr(kn, config!(offsets.kernfs_node_parent));
-        read_str(
-            read_ptr(parent_kn, config!(offsets.kernfs_node_name)),
-            parent,
-        );
+        read_str(read_ptr(parent_kn, config!(offsets.kernfs_node_name)), parent);
     }
 
     #[inline(always)]
     pub fn cgroup_leaf_has_container_id(self, buf: &mut [u8; CGROUP_NAME_LEN]) -> bool {
         let kn = self.cgroup_kn();
-        read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), buf)
-            && cgroup_name_has_container_id(buf)
+        read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), buf) && cgroup_name_has_container_id(buf)
     }
 
     /// Walk `mm->exe_file->f_path.dentry` towards the root, leaf first. Returns true when the
@@ -170,17 +160,13 @@ impl Task {
         }
         let mm = read_ptr(self.0, config!(offsets.task_mm));
         let file = read_ptr(mm, config!(offsets.mm_exe_file));
-        let (f_path, path_dentry): (u32, u32) =
-            (config!(offsets.file_f_path), config!(offsets.path_dentry));
+        let (f_path, path_dentry): (u32, u32) = (config!(offsets.file_f_path), config!(offsets.path_dentry));
         if file == 0 || f_path == ABSENT || path_dentry == ABSENT {
             return false;
         }
         let mut dentry = read_ptr(file, f_path + path_dentry);
-        let (d_name, qstr_name, d_parent): (u32, u32, u32) = (
-            config!(offsets.dentry_d_name),
-            config!(offsets.qstr_name),
-            config!(offsets.dentry_d_parent),
-        );
+        let (d_name, qstr_name, d_parent): (u32, u32, u32) =
+            (config!(offsets.dentry_d_name), config!(offsets.qstr_name), config!(offsets.dentry_d_parent));
         if d_name == ABSENT || qstr_name == ABSENT {
             return false;
         }

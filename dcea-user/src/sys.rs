@@ -10,16 +10,11 @@ pub fn is_root() -> bool {
 }
 
 pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -53,18 +48,10 @@ fn fs_magic(path: &Path) -> Option<i64> {
 }
 
 fn mount(fstype: &str, target: &str) -> io::Result<()> {
-    let (src, ty, tgt) = (
-        CString::new(fstype)?,
-        CString::new(fstype)?,
-        CString::new(target)?,
-    );
+    let (src, ty, tgt) = (CString::new(fstype)?, CString::new(fstype)?, CString::new(target)?);
     // SAFETY: valid C strings; no data argument.
     let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// What `ensure_kernel_filesystems` had to do, for the start-up report.
@@ -82,13 +69,11 @@ pub fn ensure_kernel_filesystems() -> Result<MountReport, Error> {
     report.tracefs = if fs_magic(tracing) == Some(TRACEFS_MAGIC) {
         "present".into()
     } else if fs_magic(debug_tracing) == Some(TRACEFS_MAGIC)
-        || fs_magic(Path::new("/sys/kernel/debug")) == Some(DEBUGFS_MAGIC)
-            && debug_tracing.join("events").exists()
+        || fs_magic(Path::new("/sys/kernel/debug")) == Some(DEBUGFS_MAGIC) && debug_tracing.join("events").exists()
     {
         "present (debugfs)".into()
     } else {
-        mount("tracefs", "/sys/kernel/tracing")
-            .map_err(|e| Error::io("mounting tracefs on /sys/kernel/tracing", e))?;
+        mount("tracefs", "/sys/kernel/tracing").map_err(|e| Error::io("mounting tracefs on /sys/kernel/tracing", e))?;
         "mounted /sys/kernel/tracing".into()
     };
     let bpffs = Path::new("/sys/fs/bpf");
@@ -106,10 +91,7 @@ pub fn ensure_kernel_filesystems() -> Result<MountReport, Error> {
 
 /// Raise RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (< 5.11).
 pub fn raise_memlock() {
-    let lim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: valid rlimit pointer.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) };
 }

@@ -1,1 +1,226 @@
+//! Harness for dcea's privileged end-to-end tests: start the real agent, do the real thing,
+//! read the real alerts.
 
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, ChildStdout, Command, Stdio},
+    sync::mpsc::{self, Receiver},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub mod docker;
+
+/// True when the test may run; prints why not otherwise.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP {test}: needs root (loads eBPF programs); run `cargo xtask test` as root");
+        return false;
+    }
+    true
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+}
+
+/// The dcea binary under test: $DCEA_BIN (set by `cargo xtask test`), else the debug build.
+pub fn dcea_bin() -> PathBuf {
+    std::env::var_os("DCEA_BIN").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/debug/dcea"))
+}
+
+/// The test helper binary built beside the tests.
+pub fn helper_bin() -> PathBuf {
+    let dir = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/dcea-test-helper
+    let profile_dir = dir.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = profile_dir.join("dcea-test-helper");
+    assert!(bin.exists(), "{} missing: build with `cargo build -p dcea-tests --bins`", bin.display());
+    bin
+}
+
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// One alert line with the CLOCK_MONOTONIC time the harness read it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub json: Value,
+    pub raw: String,
+    pub read_at_ns: u64,
+}
+
+impl Received {
+    pub fn rule(&self) -> &str {
+        self.json["rule"].as_str().unwrap_or("")
+    }
+
+    pub fn field(&self, name: &str) -> &Value {
+        &self.json["output_fields"][name]
+    }
+}
+
+/// A running `dcea monitor`.
+pub struct Monitor {
+    child: Child,
+    alerts: Receiver<Received>,
+    stderr: Receiver<String>,
+    pub stderr_lines: Vec<String>,
+}
+
+pub const ESCAPE_RULE: &str = "Container escape into host namespace";
+
+impl Monitor {
+    /// Start `dcea monitor` with `args` and wait for its ready line.
+    pub fn start(args: &[&str]) -> Monitor {
+        let mut child = Command::new(dcea_bin())
+            .arg("monitor")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", dcea_bin().display()));
+        let (tx, alerts) = mpsc::channel();
+        let stdout: ChildStdout = child.stdout.take().expect("stdout");
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let read_at_ns = monotonic_ns();
+                let json: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(Received { json, raw: line, read_at_ns }).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, stderr) = mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if etx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut m = Monitor { child, alerts, stderr, stderr_lines: Vec::new() };
+        m.wait_stderr("dcea: ready", Duration::from_secs(60));
+        m
+    }
+
+    /// Wait for a stderr line containing `needle`; panics with everything seen on timeout.
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_lines.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!("dcea exited ({st}) before '{needle}'; stderr:\n{}", self.stderr_lines.join("\n"));
+        }
+        panic!("no '{needle}' on dcea's stderr within {timeout:?}; stderr:\n{}", self.stderr_lines.join("\n"));
+    }
+
+    /// Every alert that arrives within `window`.
+    pub fn collect(&mut self, window: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.alerts.recv_timeout(left) {
+                Ok(a) => out.push(a),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        out
+    }
+
+    /// The first alert matching `pred` within `timeout`, plus everything read before it.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Received) -> bool,
+    ) -> (Option<Received>, Vec<Received>) {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.alerts.recv_timeout(left) {
+                Ok(a) if pred(&a) => return (Some(a), seen),
+                Ok(a) => seen.push(a),
+                Err(_) => break,
+            }
+        }
+        (None, seen)
+    }
+
+    /// SIGINT, wait, and return the remaining stderr (the stop summary).
+    pub fn stop(mut self) -> Vec<String> {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            self.stderr_lines.push(line);
+        }
+        std::mem::take(&mut self.stderr_lines)
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A process of ours that stays put in the host namespaces: the escape target (never PID 1).
+pub struct HostAnchor(Child);
+
+impl HostAnchor {
+    pub fn start() -> HostAnchor {
+        HostAnchor(Command::new("sleep").arg("600").spawn().expect("spawn sleep"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for HostAnchor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn ns_inode(pid: u32, kind: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}")).ino()
+}

@@ -1,1 +1,204 @@
-fn main() {}
+//! `cargo xtask <command>`: prerequisites, build, run, test and benchmarks for dcea.
+//!
+//! Every command that builds first runs `setup`, which installs what a fresh Debian/Ubuntu
+//! host lacks (nightly with rust-src, bpf-linker linked against rustc's own LLVM) and is a
+//! few cheap checks when everything is present.
+
+mod setup;
+
+use std::{
+    env,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "dcea build and test tooling")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install missing prerequisites (nightly + rust-src, bpf-linker).
+    Setup,
+    /// Build the agent (eBPF object embedded) and the test binaries.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build and start `dcea monitor` with embedded defaults; extra arguments go to dcea
+    /// (e.g. `cargo xtask run -- --format text`, or `cargo xtask run -- probe`).
+    Run {
+        #[arg(long)]
+        release: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Every test: unit tests, then the privileged and Docker end-to-end tests (as root).
+    Test,
+    /// Benchmarks: detection latency, hooked-syscall overhead, ring-buffer throughput.
+    Bench,
+    /// clippy on the host crates and on the eBPF crate for the bpf target.
+    Clippy,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let root = workspace_root();
+    match cli.command {
+        Cmd::Setup => setup::ensure(),
+        Cmd::Build { release } => {
+            setup::ensure()?;
+            build(&root, release)
+        }
+        Cmd::Run { release, args } => {
+            setup::ensure()?;
+            build(&root, release)?;
+            let bin = dcea_bin(&root, release);
+            let args = if args.is_empty() || args[0].to_string_lossy().starts_with('-') {
+                std::iter::once(OsString::from("monitor")).chain(args).collect()
+            } else {
+                args
+            };
+            let mut cmd = as_root(&bin)?;
+            cmd.args(&args);
+            eprintln!(
+                "xtask: running {} {}",
+                bin.display(),
+                args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+            );
+            status(&mut cmd)
+        }
+        Cmd::Test => {
+            setup::ensure()?;
+            test(&root)
+        }
+        Cmd::Bench => {
+            setup::ensure()?;
+            bench(&root)
+        }
+        Cmd::Clippy => {
+            setup::ensure()?;
+            status(cargo(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+            status(
+                Command::new("rustup")
+                    .current_dir(&root)
+                    .args(["run", "nightly", "cargo", "clippy", "-p", "dcea-ebpf", "--target", "bpfel-unknown-none"])
+                    .args(["-Z", "build-std=core", "--", "-D", "warnings"]),
+            )
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root).env("PATH", setup::path_with_cargo_bin());
+    cmd
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+fn profile_dir(release: bool) -> &'static str {
+    if release { "release" } else { "debug" }
+}
+
+fn dcea_bin(root: &Path, release: bool) -> PathBuf {
+    root.join("target").join(profile_dir(release)).join("dcea")
+}
+
+fn build(root: &Path, release: bool) -> Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args(["build", "-p", "dcea-user", "-p", "dcea-tests", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
+    status(&mut cmd)
+}
+
+fn is_root() -> bool {
+    // The effective uid from /proc avoids a libc dependency for one call.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// The command, through sudo when we are not root (loading eBPF needs root).
+fn as_root(bin: &Path) -> Result<Command> {
+    if is_root() {
+        return Ok(Command::new(bin));
+    }
+    if which("sudo").is_none() {
+        bail!("dcea needs root to load eBPF programs; run this as root");
+    }
+    let mut cmd = Command::new("sudo");
+    cmd.arg("--preserve-env=DCEA_LOG").arg(bin);
+    Ok(cmd)
+}
+
+pub fn which(bin: &str) -> Option<PathBuf> {
+    env::split_paths(&setup::path_with_cargo_bin()).map(|d| d.join(bin)).find(|p| p.is_file())
+}
+
+/// Start the local Docker engine for the end-to-end tests when the shared helper exists.
+fn docker_up(root: &Path) -> bool {
+    let script = root.join("..").join("shared").join("env").join("dockerd-up.sh");
+    if script.is_file() {
+        eprintln!("xtask: starting the Docker engine with {}", script.display());
+        match Command::new("bash").arg(&script).status() {
+            Ok(s) if s.success() => return true,
+            other => eprintln!("xtask: dockerd-up.sh failed ({other:?}); Docker tests will SKIP"),
+        }
+        return false;
+    }
+    Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())
+}
+
+fn test(root: &Path) -> Result<()> {
+    eprintln!("xtask: unit tests");
+    status(cargo(root).args(["test", "--workspace", "--exclude", "dcea-tests"]))?;
+    build(root, false)?;
+    if !is_root() {
+        eprintln!("xtask: SKIP privileged end-to-end tests: not root (they load eBPF programs and start containers)");
+        return Ok(());
+    }
+    docker_up(root);
+    eprintln!("xtask: privileged end-to-end tests (--test-threads=1)");
+    status(
+        cargo(root).args(["test", "-p", "dcea-tests", "--", "--test-threads=1"]).env("DCEA_BIN", dcea_bin(root, false)),
+    )
+}
+
+fn bench(root: &Path) -> Result<()> {
+    build(root, true)?;
+    if !is_root() {
+        bail!("the benchmarks load eBPF programs: run `cargo xtask bench` as root");
+    }
+    let target = root.join("target").join("release");
+    status(Command::new(target.join("dcea-bench")).env("DCEA_BIN", target.join("dcea")))
+}

@@ -82,26 +82,13 @@ pub fn from_cgroup_path(path: &str) -> Option<ContainerRef> {
             "cri-containerd-" => Runtime::Containerd,
             "crio-" => Runtime::CriO,
             "libpod-" => Runtime::Podman,
-            _ if ancestors
-                .iter()
-                .any(|a| *a == "docker" || a.starts_with("docker")) =>
-            {
-                Runtime::Docker
-            }
+            _ if ancestors.iter().any(|a| *a == "docker" || a.starts_with("docker")) => Runtime::Docker,
             _ if ancestors.iter().any(|a| a.starts_with("kubepods")) => Runtime::Kubernetes,
-            _ if ancestors
-                .iter()
-                .any(|a| *a == "libpod_parent" || a.starts_with("machine")) =>
-            {
-                Runtime::Podman
-            }
+            _ if ancestors.iter().any(|a| *a == "libpod_parent" || a.starts_with("machine")) => Runtime::Podman,
             _ if ancestors.iter().any(|a| a.contains("containerd")) => Runtime::Containerd,
             _ => Runtime::Unknown,
         };
-        return Some(ContainerRef {
-            id: id.to_string(),
-            runtime,
-        });
+        return Some(ContainerRef { id: id.to_string(), runtime });
     }
     None
 }
@@ -124,19 +111,12 @@ pub fn from_proc_cgroup(content: &str) -> Option<ContainerRef> {
 
 /// Attribution of a live process through /proc; `None` if it is on the host or gone.
 pub fn of_pid(pid: u32) -> Option<ContainerRef> {
-    fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .ok()
-        .as_deref()
-        .and_then(from_proc_cgroup)
+    fs::read_to_string(format!("/proc/{pid}/cgroup")).ok().as_deref().and_then(from_proc_cgroup)
 }
 
 /// Is the agent itself running in a container (e.g. a DaemonSet pod)?
 pub fn self_is_containerised() -> bool {
-    fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .as_deref()
-        .and_then(from_proc_cgroup)
-        .is_some()
+    fs::read_to_string("/proc/self/cgroup").ok().as_deref().and_then(from_proc_cgroup).is_some()
 }
 
 #[cfg(test)]
@@ -149,48 +129,28 @@ mod tests {
     fn cgroup_path_table() {
         let cases: Vec<(String, Option<Runtime>)> = vec![
             (format!("/docker/{ID}"), Some(Runtime::Docker)),
-            (
-                format!("/system.slice/docker-{ID}.scope"),
-                Some(Runtime::Docker),
-            ),
+            (format!("/system.slice/docker-{ID}.scope"), Some(Runtime::Docker)),
             (
                 format!(
                     "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1a2b.slice/cri-containerd-{ID}.scope"
                 ),
                 Some(Runtime::Containerd),
             ),
+            (format!("/kubepods/besteffort/pod6f2a6b4c-1111-2222-3333-444455556666/{ID}"), Some(Runtime::Kubernetes)),
+            (format!("/kubepods.slice/kubepods-pod1.slice/crio-{ID}.scope"), Some(Runtime::CriO)),
+            (format!("/machine.slice/libpod-{ID}.scope/container"), Some(Runtime::Podman)),
             (
-                format!("/kubepods/besteffort/pod6f2a6b4c-1111-2222-3333-444455556666/{ID}"),
-                Some(Runtime::Kubernetes),
-            ),
-            (
-                format!("/kubepods.slice/kubepods-pod1.slice/crio-{ID}.scope"),
-                Some(Runtime::CriO),
-            ),
-            (
-                format!("/machine.slice/libpod-{ID}.scope/container"),
-                Some(Runtime::Podman),
-            ),
-            (
-                format!(
-                    "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"
-                ),
+                format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"),
                 Some(Runtime::Podman),
             ),
             (format!("/libpod_parent/{ID}"), Some(Runtime::Podman)),
-            (
-                format!("/system.slice/containerd.service/k8s.io/{ID}"),
-                Some(Runtime::Containerd),
-            ),
+            (format!("/system.slice/containerd.service/k8s.io/{ID}"), Some(Runtime::Containerd)),
             (format!("/machine.slice/libpod-conmon-{ID}.scope"), None),
             (format!("/system.slice/crio-conmon-{ID}.scope"), None),
             ("/".into(), None),
             ("/user.slice/user-0.slice/session-1.scope".into(), None),
             ("/system.slice/docker.service".into(), None),
-            (
-                "/kubepods/besteffort/pod6f2a6b4c-1111-2222-3333-444455556666".into(),
-                None,
-            ),
+            ("/kubepods/besteffort/pod6f2a6b4c-1111-2222-3333-444455556666".into(), None),
             (format!("/docker/{}", &ID[..63]), None),
             (format!("/docker/{ID}0"), None),
             (format!("/docker/{}", ID.to_uppercase()), None),
@@ -206,9 +166,7 @@ mod tests {
 
     #[test]
     fn proc_cgroup_v1_hybrid_and_v2() {
-        let v1 = format!(
-            "12:pids:/docker/{ID}\n11:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/\n"
-        );
+        let v1 = format!("12:pids:/docker/{ID}\n11:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/\n");
         assert_eq!(from_proc_cgroup(&v1).unwrap().id, ID);
         let v2 = format!("0::/system.slice/docker-{ID}.scope\n");
         assert_eq!(from_proc_cgroup(&v2).unwrap().runtime, Runtime::Docker);

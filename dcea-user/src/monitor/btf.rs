@@ -19,31 +19,22 @@ impl KernelBtf {
         if !path.exists() {
             return Err(Error::NoBtf(path.to_path_buf()));
         }
-        let btf =
-            Btf::from_file(path).map_err(|e| Error::Btf(format!("{}: {e}", path.display())))?;
+        let btf = Btf::from_file(path).map_err(|e| Error::Btf(format!("{}: {e}", path.display())))?;
         Ok(KernelBtf { btf })
     }
 
     fn structure(&self, name: &str) -> Option<btf_rs::Struct> {
-        self.btf
-            .resolve_types_by_name(name)
-            .ok()?
-            .into_iter()
-            .find_map(|t| match t {
-                Type::Struct(s) if !s.members.is_empty() => Some(s),
-                _ => None,
-            })
+        self.btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
     }
 
     /// Follow typedefs and qualifiers to the underlying type.
     fn strip(&self, mut t: Type) -> Option<Type> {
         for _ in 0..16 {
             match t {
-                Type::Typedef(_)
-                | Type::Const(_)
-                | Type::Volatile(_)
-                | Type::Restrict(_)
-                | Type::TypeTag(_) => {
+                Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {
                     t = self.btf.resolve_chained_type(t.as_btf_type()?).ok()?;
                 }
                 other => return Some(other),
@@ -60,17 +51,10 @@ impl KernelBtf {
         for m in &st.members {
             let name = self.btf.resolve_name(m).unwrap_or_default();
             if name == member {
-                return m
-                    .bitfield_size()
-                    .is_none_or(|s| s == 0)
-                    .then_some(m.bit_offset() / 8);
+                return m.bitfield_size().is_none_or(|s| s == 0).then_some(m.bit_offset() / 8);
             }
             if name.is_empty() {
-                let inner = self
-                    .btf
-                    .resolve_type_by_id(m.get_type_id()?)
-                    .ok()
-                    .and_then(|t| self.strip(t));
+                let inner = self.btf.resolve_type_by_id(m.get_type_id()?).ok().and_then(|t| self.strip(t));
                 if let Some(Type::Struct(inner) | Type::Union(inner)) = inner
                     && let Some(off) = self.member_in(&inner, member, depth + 1)
                 {
@@ -94,25 +78,17 @@ impl KernelBtf {
 
     /// Value of an enumerator, e.g. `pids_cgrp_id` of `enum cgroup_subsys_id`.
     pub fn enum_value(&self, enumeration: &str, member: &str) -> Option<u32> {
-        self.btf
-            .resolve_types_by_name(enumeration)
-            .ok()?
-            .into_iter()
-            .find_map(|t| match t {
-                Type::Enum(e) => e
-                    .members
-                    .iter()
-                    .find(|m| self.btf.resolve_name(*m).is_ok_and(|n| n == member))
-                    .map(|m| m.val()),
-                _ => None,
-            })
+        self.btf.resolve_types_by_name(enumeration).ok()?.into_iter().find_map(|t| match t {
+            Type::Enum(e) => {
+                e.members.iter().find(|m| self.btf.resolve_name(*m).is_ok_and(|n| n == member)).map(|m| m.val())
+            }
+            _ => None,
+        })
     }
 
     /// Does the kernel have a function of this name (fentry/kprobe target)?
     pub fn has_function(&self, name: &str) -> bool {
-        self.btf
-            .resolve_types_by_name(name)
-            .is_ok_and(|ts| ts.iter().any(|t| matches!(t, Type::Func(_))))
+        self.btf.resolve_types_by_name(name).is_ok_and(|ts| ts.iter().any(|t| matches!(t, Type::Func(_))))
     }
 }
 
@@ -120,11 +96,7 @@ impl KernelBtf {
 const NS_LAYOUT: [(NsKind, &str, Option<&str>); NS_KINDS] = [
     (NsKind::Mnt, "mnt_namespace", Some("mnt_ns")),
     (NsKind::Pid, "pid_namespace", None),
-    (
-        NsKind::PidForChildren,
-        "pid_namespace",
-        Some("pid_ns_for_children"),
-    ),
+    (NsKind::PidForChildren, "pid_namespace", Some("pid_ns_for_children")),
     (NsKind::Net, "net", Some("net_ns")),
     (NsKind::Uts, "uts_namespace", Some("uts_ns")),
     (NsKind::Ipc, "ipc_namespace", Some("ipc_ns")),
@@ -165,18 +137,13 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<Offsets, Error> {
         };
         let required = !matches!(kind, NsKind::Time);
         if required && (o.ns_inum[i] == ABSENT || (member.is_some() && o.nsproxy_ns[i] == ABSENT)) {
-            return Err(Error::Btf(format!(
-                "cannot locate the {} namespace inode",
-                kind.name()
-            )));
+            return Err(Error::Btf(format!("cannot locate the {} namespace inode", kind.name())));
         }
     }
 
     o.pid_level = need("pid", &["level"])?;
     o.pid_numbers = need("pid", &["numbers"])?;
-    o.upid_size = btf
-        .size_of("upid")
-        .ok_or_else(|| Error::Btf("struct upid missing".into()))?;
+    o.upid_size = btf.size_of("upid").ok_or_else(|| Error::Btf("struct upid missing".into()))?;
     o.upid_ns = need("upid", &["ns"])?;
 
     o.cred_uid = need("cred", &["uid"])?;
@@ -220,19 +187,14 @@ mod tests {
         for k in NsKind::ALL {
             assert_ne!(o.ns_inum[k.index()], ABSENT, "{}", k.name());
         }
-        assert!(
-            btf.enum_value("cgroup_subsys_id", "memory_cgrp_id")
-                .is_some()
-        );
+        assert!(btf.enum_value("cgroup_subsys_id", "memory_cgrp_id").is_some());
         assert!(btf.has_function("commit_creds"));
         assert!(!btf.has_function("dcea_no_such_function"));
     }
 
     #[test]
     fn missing_btf_is_a_clear_error() {
-        let err = KernelBtf::from_file(Path::new("/nonexistent/vmlinux"))
-            .err()
-            .expect("error");
+        let err = KernelBtf::from_file(Path::new("/nonexistent/vmlinux")).err().expect("error");
         assert!(err.to_string().contains("BTF"), "{err}");
     }
 }

@@ -29,12 +29,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 /// The executable path from the kernel's leaf-first components; `None` when the kernel had
 /// none (no mm, or offsets missing on this kernel).
 pub fn exe_path(ev: &Event) -> Option<String> {
-    let parts: Vec<String> = ev
-        .exe
-        .iter()
-        .map(|c| c_bytes_to_string(c))
-        .take_while(|c| !c.is_empty())
-        .collect();
+    let parts: Vec<String> = ev.exe.iter().map(|c| c_bytes_to_string(c)).take_while(|c| !c.is_empty()).collect();
     if parts.is_empty() {
         return None;
     }
@@ -72,8 +67,7 @@ pub(crate) mod tests {
 
     pub(crate) fn bytes_of(ev: &Event) -> Vec<u8> {
         // SAFETY: reading the bytes of a plain-data struct.
-        unsafe { std::slice::from_raw_parts((ev as *const Event).cast::<u8>(), EVENT_SIZE) }
-            .to_vec()
+        unsafe { std::slice::from_raw_parts((ev as *const Event).cast::<u8>(), EVENT_SIZE) }.to_vec()
     }
 
     fn put(dst: &mut [u8], s: &str) {

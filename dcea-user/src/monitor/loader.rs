@@ -50,31 +50,19 @@ pub struct StartupReport {
 
 impl StartupReport {
     pub fn attached(&self) -> usize {
-        self.programs
-            .iter()
-            .filter(|p| p.status == "attached")
-            .count()
+        self.programs.iter().filter(|p| p.status == "attached").count()
     }
 
     pub fn render_text(&self) -> String {
         let mut s = String::new();
-        s.push_str(&format!(
-            "dcea: kernel {} (BTF {})\n",
-            self.kernel, self.btf
-        ));
-        s.push_str(&format!(
-            "dcea: tracefs {}, bpffs {}\n",
-            self.tracefs, self.bpffs
-        ));
+        s.push_str(&format!("dcea: kernel {} (BTF {})\n", self.kernel, self.btf));
+        s.push_str(&format!("dcea: tracefs {}, bpffs {}\n", self.tracefs, self.bpffs));
         s.push_str(&format!(
             "dcea: host namespaces {:?} (mnt/net from {}), cgroup attribution via {}\n",
             self.host_namespaces.ns, self.host_namespaces.mnt_net_source, self.cgroup_hierarchy
         ));
         for p in &self.programs {
-            s.push_str(&format!(
-                "dcea: program {:<22} {:<40} {}",
-                p.name, p.attach, p.status
-            ));
+            s.push_str(&format!("dcea: program {:<22} {:<40} {}", p.name, p.attach, p.status));
             if !p.detail.is_empty() {
                 s.push_str(&format!(" ({})", p.detail));
             }
@@ -83,11 +71,7 @@ impl StartupReport {
         s.push_str(&format!("dcea: commit_creds hook: {}\n", self.commit_creds));
         s.push_str(&format!(
             "dcea: enforce: {}\n",
-            if self.enforce {
-                "on (escaping tasks are killed)"
-            } else {
-                "off (alert only)"
-            }
+            if self.enforce { "on (escaping tasks are killed)" } else { "off (alert only)" }
         ));
         s
     }
@@ -113,24 +97,16 @@ fn cgroup_hierarchy(btf: &KernelBtf) -> (u32, String) {
     let unified = {
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: valid C string and out pointer.
-        unsafe {
-            libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) == 0
-                && st.f_type as i64 == CGROUP2_SUPER_MAGIC
-        }
+        unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
     };
     if unified {
         return (CGROUP_DFL, "cgroup v2".into());
     }
     let mounted = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     for controller in ["pids", "memory", "cpu", "devices", "freezer", "blkio"] {
-        let listed = mounted.lines().any(|l| {
-            l.split(':')
-                .nth(1)
-                .is_some_and(|c| c.split(',').any(|c| c == controller))
-        });
-        if listed
-            && let Some(id) = btf.enum_value("cgroup_subsys_id", &format!("{controller}_cgrp_id"))
-        {
+        let listed =
+            mounted.lines().any(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == controller)));
+        if listed && let Some(id) = btf.enum_value("cgroup_subsys_id", &format!("{controller}_cgrp_id")) {
             return (id, format!("cgroup v1 {controller} controller"));
         }
     }
@@ -147,14 +123,8 @@ fn describe(attach: &Attach) -> String {
 }
 
 /// Load and attach one program; Err(stage, reason) on failure.
-fn attach_one(
-    ebpf: &mut Ebpf,
-    spec: &ProgramSpec,
-    btf: &Btf,
-) -> Result<(), (&'static str, String)> {
-    let prog = ebpf
-        .program_mut(spec.name)
-        .ok_or(("find", "not in the eBPF object".to_string()))?;
+fn attach_one(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: &Btf) -> Result<(), (&'static str, String)> {
+    let prog = ebpf.program_mut(spec.name).ok_or(("find", "not in the eBPF object".to_string()))?;
     let e = |stage: &'static str| move |err: aya::programs::ProgramError| (stage, err.to_string());
     match spec.attach {
         Attach::TracePoint { category, name } => {
@@ -193,8 +163,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
     let kernel_btf = KernelBtf::from_file(opts.btf_path)?;
     let offsets = resolve_offsets(&kernel_btf)?;
     let (cgroup_subsys, cgroup_desc) = cgroup_hierarchy(&kernel_btf);
-    let btf = Btf::parse_file(opts.btf_path, aya::Endianness::default())
-        .map_err(|e| Error::Btf(e.to_string()))?;
+    let btf = Btf::parse_file(opts.btf_path, aya::Endianness::default()).map_err(|e| Error::Btf(e.to_string()))?;
 
     let config = KernelConfig {
         offsets,
@@ -258,7 +227,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
                     attach: describe(&spec.attach),
                     capability: spec.capability,
                     status: "failed",
-                    detail: format!("{stage}: {}", first_line(&reason)),
+                    detail: explain(spec, stage, &reason),
                 },
             }
         };
@@ -276,9 +245,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         );
     }
 
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
     let report = StartupReport {
         kernel,
         btf: opts.btf_path.display().to_string(),
@@ -293,6 +260,16 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
     Ok(Loaded { ebpf, report })
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+/// One line an operator can act on, from aya's error text.
+fn explain(spec: &ProgramSpec, stage: &str, reason: &str) -> String {
+    let first = reason.lines().next().unwrap_or("");
+    match spec.attach {
+        Attach::FEntry { .. } if first.contains("Operation not permitted") => {
+            "BPF_PROG_LOAD refused with EPERM: this kernel does not allow tracing (fentry) programs (lockdown or a host policy)".into()
+        }
+        Attach::KProbe { .. } if first.contains("/sys/bus/event_source/devices/kprobe") || first.contains("kprobe_events") => {
+            "this kernel has no kprobe support (CONFIG_KPROBES is off)".into()
+        }
+        _ => format!("{stage}: {first}"),
+    }
 }

@@ -39,12 +39,7 @@ pub struct MonitorOptions {
 
 impl MonitorOptions {
     fn load_options(&self, host: HostNamespaces) -> loader::LoadOptions<'_> {
-        loader::LoadOptions {
-            btf_path: &self.btf_path,
-            host,
-            enforce: self.enforce,
-            max_tasks: self.max_tasks,
-        }
+        loader::LoadOptions { btf_path: &self.btf_path, host, enforce: self.enforce, max_tasks: self.max_tasks }
     }
 }
 
@@ -67,9 +62,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     let loader::Loaded { mut ebpf, report } = loader::load(opts.load_options(host.clone()))?;
     eprint!("{}", report.render_text());
 
-    let ring = ebpf
-        .take_map(names::EVENTS_MAP)
-        .ok_or_else(|| Error::Load(format!("map {} missing", names::EVENTS_MAP)))?;
+    let ring =
+        ebpf.take_map(names::EVENTS_MAP).ok_or_else(|| Error::Load(format!("map {} missing", names::EVENTS_MAP)))?;
     let ring = RingBuf::try_from(ring).map_err(|e| Error::Load(e.to_string()))?;
     // SAFETY: the RingBuf owns its map fd, which stays open while the AsyncFd owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
@@ -81,10 +75,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         realtime_offset_ns: sys::realtime_ns() as i128 - sys::monotonic_ns() as i128,
     });
     let mut sink = Sink::new(BufWriter::new(io::stdout()), opts.format);
-    let mut sigterm =
-        signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
-    let mut sigint =
-        signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     let mut lost_reported = 0;
     eprintln!("dcea: ready ({} programs attached)", report.attached());

@@ -45,22 +45,12 @@ impl ProcessDetails {
     /// Kernel data first (it cannot race with the process exiting), /proc as the fallback.
     pub fn collect(ev: &Event) -> ProcessDetails {
         let exe = exe_path(ev)
-            .or_else(|| {
-                fs::read_link(format!("/proc/{}/exe", ev.tgid))
-                    .ok()
-                    .map(|p| p.to_string_lossy().into_owned())
-            })
+            .or_else(|| fs::read_link(format!("/proc/{}/exe", ev.tgid)).ok().map(|p| p.to_string_lossy().into_owned()))
             .unwrap_or_default();
-        let parent_name = fs::read_to_string(format!("/proc/{}/comm", ev.ppid))
-            .map(|s| s.trim_end().to_string())
-            .unwrap_or_default();
-        let container =
-            container::from_cgroup_path(&cgroup_path(ev)).or_else(|| container::of_pid(ev.tgid));
-        ProcessDetails {
-            exe,
-            parent_name,
-            container,
-        }
+        let parent_name =
+            fs::read_to_string(format!("/proc/{}/comm", ev.ppid)).map(|s| s.trim_end().to_string()).unwrap_or_default();
+        let container = container::from_cgroup_path(&cgroup_path(ev)).or_else(|| container::of_pid(ev.tgid));
+        ProcessDetails { exe, parent_name, container }
     }
 }
 
@@ -71,10 +61,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(ctx: AlertContext) -> Pipeline {
-        Pipeline {
-            ctx,
-            stats: PipelineStats::default(),
-        }
+        Pipeline { ctx, stats: PipelineStats::default() }
     }
 
     /// Decode and classify one record. Cheap for the benign majority: /proc is read only
@@ -105,8 +92,7 @@ impl Pipeline {
             self.stats.transitions += 1;
         }
         let verdict = classify(ev, &self.ctx.host, false);
-        if verdict == Verdict::Benign && entered_host_mask(&ev.old, &ev.new, &self.ctx.host.ns) != 0
-        {
+        if verdict == Verdict::Benign && entered_host_mask(&ev.old, &ev.new, &self.ctx.host.ns) != 0 {
             let details = ProcessDetails::collect(ev);
             let verdict = classify(ev, &self.ctx.host, details.container.is_some());
             return (verdict, Some(details));
@@ -116,19 +102,10 @@ impl Pipeline {
 }
 
 fn kinds(mask: u32) -> Vec<&'static str> {
-    NsKind::ALL
-        .iter()
-        .filter(|k| mask & k.bit() != 0)
-        .map(|k| k.name())
-        .collect()
+    NsKind::ALL.iter().filter(|k| mask & k.bit() != 0).map(|k| k.name()).collect()
 }
 
-pub fn build_alert(
-    ev: &Event,
-    verdict: Verdict,
-    ctx: &AlertContext,
-    details: &ProcessDetails,
-) -> Alert {
+pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &ProcessDetails) -> Alert {
     let comm = c_bytes_to_string(&ev.comm);
     let hook = Hook::from_u32(ev.hook).map(Hook::name).unwrap_or("unknown");
     let epoch_ns = (ev.ktime_ns as i128 + ctx.realtime_offset_ns).max(0) as u64;
@@ -153,14 +130,8 @@ pub fn build_alert(
     f.insert("evt.rawtime".into(), json!(epoch_ns));
     f.insert("dcea.ktime_ns".into(), json!(ev.ktime_ns));
     f.insert("dcea.detected_by".into(), json!("ebpf"));
-    f.insert(
-        "dcea.action".into(),
-        json!(if killed { "killed" } else { "alert" }),
-    );
-    f.insert(
-        "dcea.at_syscall_entry".into(),
-        json!(ev.flags & flags::AT_ENTRY != 0),
-    );
+    f.insert("dcea.action".into(), json!(if killed { "killed" } else { "alert" }));
+    f.insert("dcea.at_syscall_entry".into(), json!(ev.flags & flags::AT_ENTRY != 0));
 
     let changed = dcea_common::changed_mask(&ev.old, &ev.new);
     let mut moves = Vec::new();
@@ -178,22 +149,12 @@ pub fn build_alert(
     );
     let where_ = match &details.container {
         Some(c) => format!("container {} ({})", short_id(&c.id), c.runtime.as_str()),
-        None => format!(
-            "a non-host pid namespace {}",
-            ev.old.ns[NsKind::Pid.index()]
-        ),
+        None => format!("a non-host pid namespace {}", ev.old.ns[NsKind::Pid.index()]),
     };
-    let action = if killed {
-        "; killed before returning to user space (enforce)"
-    } else {
-        ""
-    };
+    let action = if killed { "; killed before returning to user space (enforce)" } else { "" };
 
     let (rule, priority, tags, output) = match verdict {
-        Verdict::Escape {
-            entered,
-            unexplained,
-        } => {
+        Verdict::Escape { entered, unexplained } => {
             f.insert("dcea.ns.entered_host".into(), json!(kinds(entered)));
             f.insert("dcea.unexplained".into(), json!(unexplained));
             let how = if unexplained {
@@ -204,13 +165,7 @@ pub fn build_alert(
             (
                 RULE_ESCAPE,
                 Priority::Critical,
-                vec![
-                    "container",
-                    "escape",
-                    "namespace",
-                    "mitre_privilege_escalation",
-                    "T1611",
-                ],
+                vec!["container", "escape", "namespace", "mitre_privilege_escalation", "T1611"],
                 format!(
                     "Container escape: {who} in {where_} entered host {} namespace(s) {how} [{}]{action}",
                     kinds(entered).join(","),
@@ -221,51 +176,27 @@ pub fn build_alert(
         Verdict::Tampered { changed } => (
             RULE_TAMPERED,
             Priority::Critical,
-            vec![
-                "kernel_exploit",
-                "namespace",
-                "mitre_privilege_escalation",
-                "T1068",
-            ],
+            vec!["kernel_exploit", "namespace", "mitre_privilege_escalation", "T1068"],
             format!(
                 "Namespaces of {who} changed without a namespace syscall (noticed at {hook}): {} [{}]",
                 kinds(changed).join(","),
                 moves.join(", ")
             ),
         ),
-        Verdict::CredEscalation {
-            gained_root,
-            gained_caps,
-        } => {
+        Verdict::CredEscalation { gained_root, gained_caps } => {
             f.insert("dcea.cred.euid.from".into(), json!(ev.old.euid));
             f.insert("dcea.cred.euid.to".into(), json!(ev.new.euid));
-            f.insert(
-                "dcea.cred.caps_gained".into(),
-                json!(format!("{gained_caps:#x}")),
-            );
+            f.insert("dcea.cred.caps_gained".into(), json!(format!("{gained_caps:#x}")));
             (
                 RULE_CRED_ESCALATION,
                 // Gaining root is worse than gaining a capability.
-                if gained_root {
-                    Priority::Critical
-                } else {
-                    Priority::Warning
-                },
-                vec![
-                    "container",
-                    "privilege_escalation",
-                    "mitre_privilege_escalation",
-                    "T1068",
-                ],
+                if gained_root { Priority::Critical } else { Priority::Warning },
+                vec!["container", "privilege_escalation", "mitre_privilege_escalation", "T1068"],
                 format!(
                     "Privileges raised in {where_}: {who} euid {}->{}{} via commit_creds",
                     ev.old.euid,
                     ev.new.euid,
-                    if gained_caps != 0 {
-                        format!(", gained capabilities {gained_caps:#x}")
-                    } else {
-                        String::new()
-                    },
+                    if gained_caps != 0 { format!(", gained capabilities {gained_caps:#x}") } else { String::new() },
                 ),
             )
         }
@@ -273,10 +204,7 @@ pub fn build_alert(
             "Namespace transition",
             Priority::Informational,
             vec!["namespace"],
-            format!(
-                "{who} namespace transition via {hook} [{}]",
-                moves.join(", ")
-            ),
+            format!("{who} namespace transition via {hook} [{}]", moves.join(", ")),
         ),
     };
     Alert {

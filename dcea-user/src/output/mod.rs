@@ -54,29 +54,18 @@ pub enum Format {
 /// hostile names (newlines, quotes, control bytes) inside their line.
 pub fn render(alert: &Alert, format: Format) -> String {
     match format {
-        Format::Json => serde_json::to_string(alert)
-            .unwrap_or_else(|e| format!("{{\"error\":\"unserialisable alert: {e}\"}}")),
-        Format::Text => format!(
-            "{} {:?} {}: {}",
-            alert.time,
-            alert.priority,
-            escape_text(&alert.rule),
-            escape_text(&alert.output)
-        ),
+        Format::Json => {
+            serde_json::to_string(alert).unwrap_or_else(|e| format!("{{\"error\":\"unserialisable alert: {e}\"}}"))
+        }
+        Format::Text => {
+            format!("{} {:?} {}: {}", alert.time, alert.priority, escape_text(&alert.rule), escape_text(&alert.output))
+        }
     }
 }
 
 /// Control characters as escapes, so one alert is always one line.
 pub fn escape_text(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 /// Writes alert lines to stdout (alerts only: logs go to stderr).
@@ -88,11 +77,7 @@ pub struct Sink<W: Write> {
 
 impl<W: Write> Sink<W> {
     pub fn new(out: W, format: Format) -> Self {
-        Sink {
-            out,
-            format,
-            written: 0,
-        }
+        Sink { out, format, written: 0 }
     }
 
     pub fn write(&mut self, alert: &Alert) -> io::Result<()> {
@@ -133,16 +118,7 @@ mod tests {
         let line = render(&alert(hostile), Format::Json);
         assert!(!line.contains('\n'));
         let v: Value = serde_json::from_str(&line).expect("valid JSON");
-        for key in [
-            "time",
-            "rule",
-            "priority",
-            "output",
-            "output_fields",
-            "source",
-            "tags",
-            "hostname",
-        ] {
+        for key in ["time", "rule", "priority", "output", "output_fields", "source", "tags", "hostname"] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["priority"], "Critical");
@@ -156,10 +132,7 @@ mod tests {
         let line = render(&alert("a\nb\rc\u{7}"), Format::Text);
         assert!(!line.contains('\n') && !line.contains('\r'), "{line}");
         assert!(line.contains("a\\nb\\rc"), "{line}");
-        assert!(
-            line.starts_with("2023-11-14T22:13:20.123456789Z Critical Test rule: "),
-            "{line}"
-        );
+        assert!(line.starts_with("2023-11-14T22:13:20.123456789Z Critical Test rule: "), "{line}");
     }
 
     #[test]

@@ -41,10 +41,7 @@ impl HostNamespaces {
                 ))
             })?;
         }
-        Ok(HostNamespaces {
-            ns,
-            mnt_net_source: format!("/proc/{source}/ns"),
-        })
+        Ok(HostNamespaces { ns, mnt_net_source: format!("/proc/{source}/ns") })
     }
 
     /// The fixed part of the reference, with mnt and net unknown.
@@ -81,14 +78,8 @@ mod tests {
             return;
         }
         let host = HostNamespaces::detect(Some(std::process::id())).expect("detect");
-        assert_eq!(
-            host.ns[NsKind::Mnt.index()],
-            sys::ns_inode("self", "mnt").unwrap()
-        );
-        assert_eq!(
-            host.ns[NsKind::Net.index()],
-            sys::ns_inode("self", "net").unwrap()
-        );
+        assert_eq!(host.ns[NsKind::Mnt.index()], sys::ns_inode("self", "mnt").unwrap());
+        assert_eq!(host.ns[NsKind::Net.index()], sys::ns_inode("self", "net").unwrap());
         let err = HostNamespaces::detect(Some(u32::MAX)).expect_err("no such pid");
         assert!(err.to_string().contains("--host-ns-pid"), "{err}");
     }

@@ -1,8 +1,6 @@
 //! What a kernel event means. Pure: the same inputs always give the same verdict.
 
-use dcea_common::{
-    Event, EventKind, Hook, changed_mask, entered_host_mask, flags, is_containerised,
-};
+use dcea_common::{Event, EventKind, Hook, cgroup_name_has_container_id, changed_mask, entered_host_mask, is_containerised};
 
 use super::HostNamespaces;
 
@@ -19,10 +17,9 @@ pub enum Verdict {
     Benign,
 }
 
-/// `in_container`: userspace's own attribution (cgroup id from /proc) in addition to the
-/// kernel's cgroup-name check carried in the event flags.
+/// `in_container`: attribution from /proc, in addition to the cgroup name the kernel sent.
 pub fn classify(ev: &Event, host: &HostNamespaces, in_container: bool) -> Verdict {
-    let container = in_container || ev.flags & flags::CONTAINER_CGROUP != 0;
+    let container = in_container || cgroup_name_has_container_id(&ev.cgroup);
     match EventKind::from_u32(ev.kind) {
         Some(EventKind::Transition) => {
             let changed = changed_mask(&ev.old, &ev.new);
@@ -33,10 +30,7 @@ pub fn classify(ev: &Event, host: &HostNamespaces, in_container: bool) -> Verdic
             };
             let entered = entered_host_mask(&ev.old, &ev.new, &host.ns);
             if entered != 0 && is_containerised(&ev.old, &host.ns, container) {
-                Verdict::Escape {
-                    entered,
-                    unexplained,
-                }
+                Verdict::Escape { entered, unexplained }
             } else if unexplained && changed != 0 {
                 Verdict::Tampered { changed }
             } else {
@@ -47,10 +41,7 @@ pub fn classify(ev: &Event, host: &HostNamespaces, in_container: bool) -> Verdic
             let gained_root = ev.old.euid != 0 && ev.new.euid == 0;
             let gained_caps = ev.new.cap_effective & !ev.old.cap_effective;
             if (gained_root || gained_caps != 0) && is_containerised(&ev.old, &host.ns, container) {
-                Verdict::CredEscalation {
-                    gained_root,
-                    gained_caps,
-                }
+                Verdict::CredEscalation { gained_root, gained_caps }
             } else {
                 Verdict::Benign
             }
@@ -62,54 +53,40 @@ pub fn classify(ev: &Event, host: &HostNamespaces, in_container: bool) -> Verdic
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dcea_common::{NS_KINDS, NsKind, TaskSnapshot};
+    use dcea_common::{NS_KINDS, NsKind, TaskSnapshot, flags};
 
     fn host() -> HostNamespaces {
         let mut ns = HostNamespaces::fixed();
         ns[NsKind::Mnt.index()] = 4026531832;
         ns[NsKind::Net.index()] = 4026531833;
-        HostNamespaces {
-            ns,
-            mnt_net_source: "test".into(),
-        }
+        HostNamespaces { ns, mnt_net_source: "test".into() }
     }
 
     fn container_ns() -> [u32; NS_KINDS] {
         let mut ns = host().ns;
-        for k in [
-            NsKind::Mnt,
-            NsKind::Pid,
-            NsKind::PidForChildren,
-            NsKind::Net,
-            NsKind::Uts,
-            NsKind::Ipc,
-            NsKind::Cgroup,
-        ] {
+        for k in
+            [NsKind::Mnt, NsKind::Pid, NsKind::PidForChildren, NsKind::Net, NsKind::Uts, NsKind::Ipc, NsKind::Cgroup]
+        {
             ns[k.index()] = 4026532100 + k as u32;
         }
         ns
     }
 
-    fn event(
-        kind: EventKind,
-        hook: Hook,
-        old: [u32; NS_KINDS],
-        new: [u32; NS_KINDS],
-        fl: u32,
-    ) -> Event {
+    /// Stands for "the kernel sent a container's cgroup name" in the table below.
+    const CONTAINER: u32 = 1 << 31;
+
+    fn event(kind: EventKind, hook: Hook, old: [u32; NS_KINDS], new: [u32; NS_KINDS], fl: u32) -> Event {
         // SAFETY: Event is plain data; all-zero is a valid value.
         let mut ev: Event = unsafe { std::mem::zeroed() };
         ev.kind = kind as u32;
         ev.hook = hook as u32;
-        ev.old = TaskSnapshot {
-            ns: old,
-            ..Default::default()
-        };
-        ev.new = TaskSnapshot {
-            ns: new,
-            ..Default::default()
-        };
-        ev.flags = fl;
+        ev.old = TaskSnapshot { ns: old, ..Default::default() };
+        ev.new = TaskSnapshot { ns: new, ..Default::default() };
+        ev.flags = fl & !CONTAINER;
+        if fl & CONTAINER != 0 {
+            let id = b"docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope";
+            ev.cgroup[..id.len()].copy_from_slice(id);
+        }
         ev
     }
 
@@ -138,18 +115,9 @@ mod tests {
         let cases = [
             Case {
                 what: "fake container setns into host mnt+net",
-                ev: event(
-                    EventKind::Transition,
-                    Hook::Setns,
-                    c,
-                    with(c, &[NsKind::Mnt, NsKind::Net], h.ns),
-                    0,
-                ),
+                ev: event(EventKind::Transition, Hook::Setns, c, with(c, &[NsKind::Mnt, NsKind::Net], h.ns), 0),
                 in_container: false,
-                want: Verdict::Escape {
-                    entered: NsKind::Mnt.bit() | NsKind::Net.bit(),
-                    unexplained: false,
-                },
+                want: Verdict::Escape { entered: NsKind::Mnt.bit() | NsKind::Net.bit(), unexplained: false },
             },
             Case {
                 what: "--pid=host container nsenter --mount: container by cgroup id",
@@ -158,13 +126,10 @@ mod tests {
                     Hook::Setns,
                     pid_host_container,
                     with(pid_host_container, &[NsKind::Mnt], h.ns),
-                    flags::CONTAINER_CGROUP,
+                    CONTAINER,
                 ),
                 in_container: false,
-                want: Verdict::Escape {
-                    entered: NsKind::Mnt.bit(),
-                    unexplained: false,
-                },
+                want: Verdict::Escape { entered: NsKind::Mnt.bit(), unexplained: false },
             },
             Case {
                 what: "--pid=host container, attributed by /proc only",
@@ -176,56 +141,29 @@ mod tests {
                     0,
                 ),
                 in_container: true,
-                want: Verdict::Escape {
-                    entered: NsKind::Mnt.bit(),
-                    unexplained: false,
-                },
+                want: Verdict::Escape { entered: NsKind::Mnt.bit(), unexplained: false },
             },
             Case {
                 what: "host process setns mnt (no container): not an escape",
-                ev: event(
-                    EventKind::Transition,
-                    Hook::Setns,
-                    with(h.ns, &[NsKind::Mnt], c),
-                    h.ns,
-                    0,
-                ),
+                ev: event(EventKind::Transition, Hook::Setns, with(h.ns, &[NsKind::Mnt], c), h.ns, 0),
                 in_container: false,
                 want: Verdict::Benign,
             },
             Case {
                 what: "runc init / docker exec: host -> container",
-                ev: event(
-                    EventKind::Transition,
-                    Hook::Setns,
-                    h.ns,
-                    c,
-                    flags::CONTAINER_CGROUP,
-                ),
+                ev: event(EventKind::Transition, Hook::Setns, h.ns, c, CONTAINER),
                 in_container: true,
                 want: Verdict::Benign,
             },
             Case {
                 what: "runc: clone of the container init (fork hook)",
-                ev: event(
-                    EventKind::Transition,
-                    Hook::Fork,
-                    h.ns,
-                    c,
-                    flags::CONTAINER_CGROUP,
-                ),
+                ev: event(EventKind::Transition, Hook::Fork, h.ns, c, CONTAINER),
                 in_container: true,
                 want: Verdict::Benign,
             },
             Case {
                 what: "container unshares a nested mount namespace",
-                ev: event(
-                    EventKind::Transition,
-                    Hook::Unshare,
-                    c,
-                    nested,
-                    flags::CONTAINER_CGROUP,
-                ),
+                ev: event(EventKind::Transition, Hook::Unshare, c, nested, CONTAINER),
                 in_container: true,
                 want: Verdict::Benign,
             },
@@ -246,27 +184,13 @@ mod tests {
             },
             Case {
                 what: "host task's namespaces changed behind the kernel's back",
-                ev: event(
-                    EventKind::Transition,
-                    Hook::Mount,
-                    h.ns,
-                    with(h.ns, &[NsKind::Net], c),
-                    flags::AT_ENTRY,
-                ),
+                ev: event(EventKind::Transition, Hook::Mount, h.ns, with(h.ns, &[NsKind::Net], c), flags::AT_ENTRY),
                 in_container: false,
-                want: Verdict::Tampered {
-                    changed: NsKind::Net.bit(),
-                },
+                want: Verdict::Tampered { changed: NsKind::Net.bit() },
             },
             Case {
                 what: "exec into time_for_children is legitimate",
-                ev: event(
-                    EventKind::Transition,
-                    Hook::Exec,
-                    c,
-                    with(c, &[NsKind::Time], [4026539000; NS_KINDS]),
-                    0,
-                ),
+                ev: event(EventKind::Transition, Hook::Exec, c, with(c, &[NsKind::Time], [4026539000; NS_KINDS]), 0),
                 in_container: false,
                 want: Verdict::Benign,
             },
@@ -278,49 +202,24 @@ mod tests {
             },
         ];
         for case in cases {
-            assert_eq!(
-                classify(&case.ev, &h, case.in_container),
-                case.want,
-                "{}",
-                case.what
-            );
+            assert_eq!(classify(&case.ev, &h, case.in_container), case.want, "{}", case.what);
         }
     }
 
     #[test]
     fn cred_escalation_in_container_only() {
         let h = host();
-        let mut ev = event(
-            EventKind::Creds,
-            Hook::CommitCreds,
-            container_ns(),
-            container_ns(),
-            0,
-        );
+        let mut ev = event(EventKind::Creds, Hook::CommitCreds, container_ns(), container_ns(), 0);
         ev.old.euid = 1000;
         ev.new.euid = 0;
-        assert_eq!(
-            classify(&ev, &h, false),
-            Verdict::CredEscalation {
-                gained_root: true,
-                gained_caps: 0
-            }
-        );
+        assert_eq!(classify(&ev, &h, false), Verdict::CredEscalation { gained_root: true, gained_caps: 0 });
         let mut host_ev = event(EventKind::Creds, Hook::CommitCreds, h.ns, h.ns, 0);
         host_ev.old.euid = 1000;
         host_ev.new.euid = 0;
-        assert_eq!(
-            classify(&host_ev, &h, false),
-            Verdict::Benign,
-            "sudo on the host"
-        );
+        assert_eq!(classify(&host_ev, &h, false), Verdict::Benign, "sudo on the host");
         let mut drop = ev;
         drop.old.euid = 0;
         drop.new.euid = 1000;
-        assert_eq!(
-            classify(&drop, &h, false),
-            Verdict::Benign,
-            "dropping privileges"
-        );
+        assert_eq!(classify(&drop, &h, false), Verdict::Benign, "dropping privileges");
     }
 }

@@ -1,0 +1,59 @@
+//! The agent's start-up behaviour as an operator meets it.
+
+use std::process::Command;
+
+use dcea_tests::{dcea_bin, require_root};
+
+#[test]
+fn probe_reports_every_program_and_the_commit_creds_fallback() {
+    if !require_root("probe_reports_every_program") {
+        return;
+    }
+    let out = Command::new(dcea_bin()).args(["probe", "--format", "json"]).output().expect("run dcea probe");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let programs = report["programs"].as_array().expect("programs");
+    for spec in dcea_common::programs::all() {
+        let p = programs.iter().find(|p| p["name"] == spec.name).unwrap_or_else(|| panic!("{} missing", spec.name));
+        if spec.required {
+            assert_eq!(p["status"], "attached", "{}", spec.name);
+        }
+    }
+    let commit_creds = report["commit_creds"].as_str().unwrap();
+    assert!(["fentry", "kprobe", "unavailable"].contains(&commit_creds));
+    if commit_creds == "unavailable" {
+        // Said once, with the reason, on stderr.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.matches("commit_creds hook unavailable").count(), 1, "{stderr}");
+    }
+    assert_eq!(report["host_namespaces"]["ns"][1], 0xEFFF_FFFCu32);
+}
+
+#[test]
+fn not_root_is_a_clear_error() {
+    if !require_root("not_root_is_a_clear_error") {
+        return;
+    }
+    // Drop to nobody for this one run.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(dcea_bin())
+        .arg("monitor")
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must run as root"), "{stderr}");
+    assert!(out.stdout.is_empty(), "stdout carries alerts only");
+}
+
+#[test]
+fn missing_btf_is_a_clear_error() {
+    if !require_root("missing_btf_is_a_clear_error") {
+        return;
+    }
+    let out = Command::new(dcea_bin()).args(["monitor", "--btf", "/nonexistent/vmlinux"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("BTF") && stderr.contains("CONFIG_DEBUG_INFO_BTF"), "{stderr}");
+}
