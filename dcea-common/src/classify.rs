@@ -33,13 +33,15 @@ pub fn enters_host(old: &TaskSnapshot, new: &TaskSnapshot, host: &[u32; NS_KINDS
     false
 }
 
+/// Every namespace kind.
+pub const ALL_NS_MASK: u32 = (1 << NS_KINDS as u32) - 1;
+
 /// Kinds a hook can legitimately change. Anything else that changed was done behind the
 /// kernel's own namespace paths (the `switch_task_namespaces(current, &init_nsproxy)` pattern
 /// of kernel exploits).
 pub const fn legit_change_mask(hook: Hook) -> u32 {
-    const ALL: u32 = (1 << NS_KINDS as u32) - 1;
     match hook {
-        Hook::Setns | Hook::Unshare | Hook::Clone | Hook::Clone3 | Hook::Fork => ALL,
+        Hook::Setns | Hook::Unshare | Hook::Clone | Hook::Clone3 | Hook::Fork => ALL_NS_MASK,
         // execve moves the task into its time_for_children namespace (exec_task_namespaces).
         Hook::Exec => NsKind::Time.bit(),
         Hook::Mount | Hook::MoveMount | Hook::Fsmount | Hook::OpenTree | Hook::Exit | Hook::CommitCreds => 0,

@@ -16,8 +16,17 @@ pub struct TaskSnapshot {
 }
 
 impl TaskSnapshot {
+    /// Branch-free on purpose: `==` on the arrays becomes a byte-wise `bcmp` loop whose early
+    /// exits multiply the verifier's states in the kernel programs.
+    #[inline(always)]
     pub fn same_namespaces(&self, other: &TaskSnapshot) -> bool {
-        self.ns == other.ns
+        let mut diff = 0u32;
+        let mut k = 0;
+        while k < NS_KINDS {
+            diff |= self.ns[k] ^ other.ns[k];
+            k += 1;
+        }
+        diff == 0
     }
 
     pub fn same_creds(&self, other: &TaskSnapshot) -> bool {
@@ -131,6 +140,10 @@ pub mod flags {
     pub const KILLED: u32 = 1 << 2;
     /// The executable path was deeper than the kernel walks; `exe` holds its last components.
     pub const EXE_TRUNCATED: u32 = 1 << 5;
+    /// Cannot raise an alert: sent without the parent's comm and the executable path.
+    pub const SUMMARY: u32 = 1 << 6;
+    /// The kernel resolved the task's cgroup (`cgroup` may still be empty: the root cgroup).
+    pub const CGROUP_RESOLVED: u32 = 1 << 7;
 }
 
 /// Indices of the per-CPU counters in the stats map.
@@ -153,7 +166,8 @@ pub const EXE_COMPONENTS: usize = 8;
 pub const EXE_COMPONENT_LEN: usize = 32;
 pub const CGROUP_NAME_LEN: usize = 128;
 pub const CGROUP_PARENT_LEN: usize = 64;
-pub const EVENT_SIZE: usize = 168 + EXE_COMPONENTS * EXE_COMPONENT_LEN + CGROUP_NAME_LEN + CGROUP_PARENT_LEN;
+/// Bytes of one ring-buffer record (the wire size userspace checks before reading).
+pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
 
 /// One ring-buffer record. Which namespaces changed, which entered the host's and whether the
 /// hook could legitimately change them is derived in userspace from `old`, `new` and `hook`

@@ -113,9 +113,12 @@ mod tests {
         assert_eq!(offset_of!(Event, old), 40);
         assert_eq!(offset_of!(Event, new), 96);
         assert_eq!(offset_of!(Event, comm), 152);
-        assert_eq!(offset_of!(Event, exe), 168);
-        assert_eq!(offset_of!(Event, cgroup), 168 + EXE_COMPONENTS * EXE_COMPONENT_LEN);
-        assert_eq!(size_of::<Event>(), EVENT_SIZE);
+        assert_eq!(offset_of!(Event, parent_comm), 168);
+        assert_eq!(offset_of!(Event, exe), 184);
+        assert_eq!(offset_of!(Event, cgroup), 184 + EXE_COMPONENTS * EXE_COMPONENT_LEN);
+        assert_eq!(offset_of!(Event, cgroup_parent), 184 + EXE_COMPONENTS * EXE_COMPONENT_LEN + CGROUP_NAME_LEN);
+        assert_eq!(EVENT_SIZE, 184 + EXE_COMPONENTS * EXE_COMPONENT_LEN + CGROUP_NAME_LEN + CGROUP_PARENT_LEN);
+        assert_eq!(EVENT_SIZE, 632);
         assert_eq!(size_of::<Event>() % 8, 0);
         assert_eq!(core::mem::align_of::<Event>(), 8);
         assert_eq!(size_of::<Offsets>() % 4, 0);

@@ -12,14 +12,15 @@
 mod task;
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_send_signal},
     macros::{btf_tracepoint, fentry, kprobe, map, tracepoint},
     maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 use dcea_common::{
-    Event, EventKind, Hook, KernelConfig, TASK_REPORTED, TaskSnapshot, TaskState, cgroup_name_has_container_id,
-    enters_host, flags, is_containerised, stats,
+    ALL_NS_MASK, Event, EventKind, Hook, KernelConfig, TASK_REPORTED, TaskSnapshot, TaskState,
+    cgroup_name_has_container_id, enters_host, flags, is_containerised, legit_change_mask, stats,
 };
 
 use crate::task::{Task, config};
@@ -29,7 +30,10 @@ use crate::task::{Task, config};
 static DCEA_CONFIG: KernelConfig = KernelConfig::zeroed();
 
 #[map]
-static DCEA_EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+static DCEA_EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+/// 4 MiB: about 6,600 records, 65 ms of a 100,000 transitions/s burst between drains.
+const RING_BYTES: u32 = 4 << 20;
 
 /// Per-task state keyed by kernel task id. LRU so a node with more threads than entries
 /// degrades to re-learning the oldest tasks instead of refusing new ones.
@@ -77,8 +81,8 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
             if state.nsproxy == nsproxy && state.cred == cred {
                 return;
             }
-            let new = task.snapshot(nsproxy, cred);
             let old = state.snap;
+            let new = task.refresh(&old, nsproxy, state.nsproxy != nsproxy, cred, state.cred != cred);
             state.snap = new;
             state.nsproxy = nsproxy;
             state.cred = cred;
@@ -100,6 +104,12 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
 
 /// Fill and submit one event about `task`. `is_current`: the task is the one running, so it
 /// can be killed in enforce mode. Returns whether the event was written.
+///
+/// Userspace raises an alert only for a containerised task entering a host namespace, a
+/// namespace change its hook cannot make, or a credential report. Only such *urgent* events
+/// carry the parent and executable path and wake the agent at once; the rest (runtimes
+/// building containers, host tools) are summaries the agent drains periodically. A wakeup or
+/// a dentry walk per event would cost more than the hook itself.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn emit(
@@ -112,6 +122,15 @@ fn emit(
     ret: i64,
     is_current: bool,
 ) -> bool {
+    let host = config!(host_ns);
+    // Constant in each program (kind, hook and the entry flag are), so the verifier keeps one
+    // path: unshare and clone only create namespaces, they cannot enter the host's.
+    let always_urgent = match kind {
+        EventKind::Exit => false,
+        EventKind::Creds => true,
+        EventKind::Transition => extra_flags & flags::AT_ENTRY != 0 || legit_change_mask(hook) != ALL_NS_MASK,
+    };
+    let may_escape = kind == EventKind::Transition && matches!(hook, Hook::Setns);
     let Some(mut entry) = DCEA_EVENTS.reserve::<Event>(0) else {
         count(stats::RINGBUF_FULL);
         return false;
@@ -120,40 +139,58 @@ fn emit(
     // SAFETY: `ev` points at a reserved ring-buffer record of size_of::<Event>() bytes. Every
     // field is written below; strings are NUL-terminated (userspace reads up to the NUL). No
     // memset: it becomes a byte loop the verifier walks once per state.
-    unsafe {
+    let urgent = unsafe {
         let ev = &mut *ev;
-        let host = config!(host_ns);
         ev.kind = kind as u32;
         ev.hook = hook as u32;
         ev.pid = task.pid();
         ev.tgid = task.tgid();
         let parent = task.parent();
         ev.ppid = parent.tgid();
-        parent.comm(&mut ev.parent_comm);
         ev.ktime_ns = bpf_ktime_get_ns();
         ev.ret = ret;
         ev.old = *old;
         ev.new = *new;
-        let mut fl = extra_flags;
-        task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent);
-        // Enforcement: cheapest tests first; the cgroup-id scan only runs for a task that is
-        // entering a host namespace from the host's PID namespace (--pid=host containers).
-        if is_current
-            && config!(enforce) != 0
-            && enters_host(old, new, &host)
-            && (is_containerised(old, &host, false) || cgroup_name_has_container_id(&ev.cgroup))
-            && bpf_send_signal(SIGKILL) == 0
-        {
-            fl |= flags::KILLED;
-            count(stats::KILLED);
-        }
         task.comm(&mut ev.comm);
-        if task.exe_components(&mut ev.exe) {
-            fl |= flags::EXE_TRUNCATED;
+        let mut fl = extra_flags;
+        let mut urgent = always_urgent;
+        if always_urgent || may_escape {
+            let resolved = task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent);
+            if resolved {
+                fl |= flags::CGROUP_RESOLVED;
+            }
+            if may_escape && enters_host(old, new, &host) {
+                // Same test as userspace's verdict; without a cgroup the agent decides.
+                let container = is_containerised(old, &host, false) || cgroup_name_has_container_id(&ev.cgroup);
+                urgent = urgent || container || !resolved;
+                if container && is_current && config!(enforce) != 0 && bpf_send_signal(SIGKILL) == 0 {
+                    fl |= flags::KILLED;
+                    count(stats::KILLED);
+                }
+            }
+        } else {
+            ev.cgroup[0] = 0;
+            ev.cgroup_parent[0] = 0;
+        }
+        if urgent {
+            parent.comm(&mut ev.parent_comm);
+            if task.exe_components(&mut ev.exe) {
+                fl |= flags::EXE_TRUNCATED;
+            }
+        } else {
+            fl |= flags::SUMMARY;
+            ev.parent_comm[0] = 0;
+            ev.exe[0][0] = 0;
         }
         ev.flags = fl;
-    }
-    entry.submit(0);
+        urgent
+    };
+    let wake = if urgent || DCEA_EVENTS.query(BPF_RB_AVAIL_DATA as u64) > RING_BYTES as u64 / 2 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(wake as u64);
     count(stats::EMITTED);
     true
 }

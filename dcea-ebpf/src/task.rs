@@ -46,6 +46,17 @@ fn read_str(ptr: u64, dst: &mut [u8]) -> bool {
     ok
 }
 
+/// Credentials and the user namespace from a `struct cred *`.
+#[inline(always)]
+fn read_cred(cred: u64, s: &mut TaskSnapshot) {
+    let user_ns = read_ptr(cred, config!(offsets.cred_user_ns));
+    let ns_inum: u32 = config!(offsets.ns_inum[NsKind::User.index()]);
+    s.ns[NsKind::User.index()] = read::<u32>(user_ns, ns_inum).unwrap_or(0);
+    s.uid = read::<u32>(cred, config!(offsets.cred_uid)).unwrap_or(u32::MAX);
+    s.euid = read::<u32>(cred, config!(offsets.cred_euid)).unwrap_or(u32::MAX);
+    s.cap_effective = read::<u64>(cred, config!(offsets.cred_cap_effective)).unwrap_or(0);
+}
+
 /// A `struct task_struct *`.
 #[derive(Clone, Copy)]
 pub struct Task(pub u64);
@@ -80,6 +91,40 @@ impl Task {
     #[inline(always)]
     pub fn snapshot(self, nsproxy: u64, cred: u64) -> TaskSnapshot {
         let mut s = TaskSnapshot::default();
+        self.read_nsproxy(nsproxy, &mut s);
+        self.read_pid_ns(&mut s);
+        read_cred(cred, &mut s);
+        s
+    }
+
+    /// `prev` refreshed after the task's nsproxy and/or cred pointer changed: only what hangs
+    /// off a changed pointer is read again (a task's own pid namespace never changes).
+    #[inline(always)]
+    pub fn refresh(
+        self,
+        prev: &TaskSnapshot,
+        nsproxy: u64,
+        nsproxy_changed: bool,
+        cred: u64,
+        cred_changed: bool,
+    ) -> TaskSnapshot {
+        let mut s = *prev;
+        if nsproxy_changed {
+            self.read_nsproxy(nsproxy, &mut s);
+            s.ns[NsKind::Pid.index()] = prev.ns[NsKind::Pid.index()];
+            s.ns[NsKind::User.index()] = prev.ns[NsKind::User.index()];
+        }
+        if cred_changed {
+            read_cred(cred, &mut s);
+        }
+        s
+    }
+
+    /// The namespaces held by `struct nsproxy`; the pid and user slots (ABSENT there) read
+    /// as 0 and are filled by the callers. No branch on ABSENT in the loop: it would double
+    /// the verifier's paths per kind.
+    #[inline(always)]
+    fn read_nsproxy(self, nsproxy: u64, s: &mut TaskSnapshot) {
         let nsproxy_ns: [u32; NS_KINDS] = config!(offsets.nsproxy_ns);
         let ns_inum: [u32; NS_KINDS] = config!(offsets.ns_inum);
         let mut k = 0;
@@ -88,7 +133,11 @@ impl Task {
             s.ns[k] = read::<u32>(ns, ns_inum[k]).unwrap_or(0);
             k += 1;
         }
-        // The task's own pid namespace: thread_pid->numbers[thread_pid->level].ns.
+    }
+
+    /// The task's own pid namespace: thread_pid->numbers[thread_pid->level].ns.
+    #[inline(always)]
+    fn read_pid_ns(self, s: &mut TaskSnapshot) {
         let pid = read_ptr(self.0, config!(offsets.task_thread_pid));
         if let Some(level) = read::<u32>(pid, config!(offsets.pid_level)) {
             let upid_size: u32 = config!(offsets.upid_size);
@@ -96,15 +145,10 @@ impl Task {
             let upid_ns: u32 = config!(offsets.upid_ns);
             if numbers != ABSENT && upid_size != ABSENT && upid_ns != ABSENT && level < 64 {
                 let pidns = read_ptr(pid, numbers + level * upid_size + upid_ns);
-                s.ns[NsKind::Pid.index()] = read::<u32>(pidns, ns_inum[NsKind::Pid.index()]).unwrap_or(0);
+                let ns_inum: u32 = config!(offsets.ns_inum[NsKind::Pid.index()]);
+                s.ns[NsKind::Pid.index()] = read::<u32>(pidns, ns_inum).unwrap_or(0);
             }
         }
-        let user_ns = read_ptr(cred, config!(offsets.cred_user_ns));
-        s.ns[NsKind::User.index()] = read::<u32>(user_ns, ns_inum[NsKind::User.index()]).unwrap_or(0);
-        s.uid = read::<u32>(cred, config!(offsets.cred_uid)).unwrap_or(u32::MAX);
-        s.euid = read::<u32>(cred, config!(offsets.cred_euid)).unwrap_or(u32::MAX);
-        s.cap_effective = read::<u64>(cred, config!(offsets.cred_cap_effective)).unwrap_or(0);
-        s
     }
 
     #[inline(always)]
@@ -130,17 +174,19 @@ impl Task {
         read_ptr(cgroup, config!(offsets.cgroup_kn))
     }
 
+    /// Leaf and parent names of the task's cgroup; false when it could not be resolved.
     #[inline(always)]
-    pub fn cgroup_names(self, leaf: &mut [u8; CGROUP_NAME_LEN], parent: &mut [u8; CGROUP_PARENT_LEN]) {
+    pub fn cgroup_names(self, leaf: &mut [u8; CGROUP_NAME_LEN], parent: &mut [u8; CGROUP_PARENT_LEN]) -> bool {
         let kn = self.cgroup_kn();
         if kn == 0 {
             leaf[0] = 0;
             parent[0] = 0;
-            return;
+            return false;
         }
         read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), leaf);
         let parent_kn = read_ptr(kn, config!(offsets.kernfs_node_parent));
         read_str(read_ptr(parent_kn, config!(offsets.kernfs_node_name)), parent);
+        true
     }
 
     #[inline(always)]

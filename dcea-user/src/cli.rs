@@ -10,11 +10,7 @@ use crate::{
 };
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "dcea",
-    version,
-    about = "Detect (and on request prevent) container escapes"
-)]
+#[command(name = "dcea", version, about = "Detect (and on request prevent) container escapes")]
 pub struct Cli {
     /// Log filter for stderr (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, global = true, env = "DCEA_LOG", default_value = "info")]
@@ -36,6 +32,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Static checks before anything happens: kernel and runtime CVEs, dangerous container
+    /// settings. Exit status: 0 clean, 1 findings at or above --fail-on, 2 error.
+    Scan {
+        #[command(subcommand)]
+        target: ScanTarget,
+    },
+    /// Measure an image (layer digests and a SHA-256 of every file), save it as the trusted
+    /// reference (--save) or compare with it (--verify). Exit status: 0 ok, 1 changed, 2 error.
+    Measure {
+        #[command(subcommand)]
+        target: crate::measure::MeasureTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScanTarget {
+    /// Is the kernel (and runc / containerd / Docker) exposed to known escape CVEs?
+    Kernel(crate::scan::kernel::KernelScanArgs),
+    /// Check every running container (or --container ID…, or --self) for dangerous settings.
+    Config(crate::scan::config::ConfigScanArgs),
+    /// Scan an image (docker-save tarball, OCI layout, or local engine reference) for
+    /// vulnerable packages against an offline OSV database.
+    Image(crate::scan::image::ImageArgs),
 }
 
 #[derive(Debug, Args)]

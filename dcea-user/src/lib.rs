@@ -6,8 +6,10 @@
 
 pub mod cli;
 pub mod container;
+pub mod measure;
 pub mod monitor;
 pub mod output;
+pub mod scan;
 pub mod sys;
 pub mod trust;
 
@@ -16,9 +18,7 @@ use std::path::PathBuf;
 /// Errors a user can act on. Every variant's message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(
-        "dcea monitor must run as root (it loads eBPF programs); run it with sudo or as a privileged DaemonSet"
-    )]
+    #[error("dcea monitor must run as root (it loads eBPF programs); run it with sudo or as a privileged DaemonSet")]
     NotRoot,
     #[error(
         "kernel BTF not found at {0}: dcea needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.10+ distribution kernels have it)"
@@ -26,18 +26,12 @@ pub enum Error {
     NoBtf(PathBuf),
     #[error("kernel BTF: {0}")]
     Btf(String),
-    #[error(
-        "this dcea binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild with `cargo xtask build`"
-    )]
+    #[error("this dcea binary was built without its eBPF object (AYA_BUILD_SKIP); rebuild with `cargo xtask build`")]
     NoEbpfObject,
     #[error("loading the eBPF object: {0}")]
     Load(String),
     #[error("required program {program} failed to {stage}: {reason}")]
-    Program {
-        program: String,
-        stage: &'static str,
-        reason: String,
-    },
+    Program { program: String, stage: &'static str, reason: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -52,10 +46,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }
 

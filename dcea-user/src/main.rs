@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use clap::Parser;
 use dcea_user::{
@@ -9,39 +9,44 @@ use dcea_user::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dcea: error: starting the async runtime: {e}");
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command {
-        Command::Monitor(args) => {
-            runtime.block_on(monitor::run(args.kernel.monitor_options(args.format)))
+    // Exit status: 0 ok, 1 findings/changes (scanners, measure), 2 error.
+    let result: Result<u8, String> = match cli.command {
+        Command::Scan { target } => dcea_user::scan::run(target).map_err(|e| e.to_string()),
+        Command::Measure { target: dcea_user::measure::MeasureTarget::Image(args) } => {
+            dcea_user::measure::run(&args).map_err(|e| e.to_string())
         }
+        Command::Monitor(args) => runtime
+            .block_on(monitor::run(args.kernel.monitor_options(args.format)))
+            .map(|()| 0)
+            .map_err(|e| e.to_string()),
         Command::Probe { kernel, format } => monitor::probe(&kernel.monitor_options(Format::Json))
-            .map(|report| match format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                ),
-                Format::Text => print!("{}", report.render_text()),
-            }),
+            .map(|report| {
+                match format {
+                    Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+                    Format::Text => print!("{}", report.render_text()),
+                }
+                0
+            })
+            .map_err(|e| e.to_string()),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("dcea: error: {e}");
             ExitCode::from(2)

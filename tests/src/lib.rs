@@ -33,14 +33,14 @@ pub fn dcea_bin() -> PathBuf {
     std::env::var_os("DCEA_BIN").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/debug/dcea"))
 }
 
-/// The test helper binary built beside the tests.
+/// The test helper binary built beside the tests (target/<profile>/) or the benchmarks.
 pub fn helper_bin() -> PathBuf {
-    let dir = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>/dcea-test-helper
-    let profile_dir = dir.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = profile_dir.join("dcea-test-helper");
-    assert!(bin.exists(), "{} missing: build with `cargo build -p dcea-tests --bins`", bin.display());
-    bin
+    let exe = std::env::current_exe().expect("current exe");
+    // tests run from target/<profile>/deps/, binaries from target/<profile>/
+    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|d| d.join("dcea-test-helper")).collect();
+    candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| {
+        panic!("dcea-test-helper missing (looked at {candidates:?}): build with `cargo build -p dcea-tests --bins`")
+    })
 }
 
 pub fn monotonic_ns() -> u64 {

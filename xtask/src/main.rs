@@ -94,7 +94,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Clippy => {
             setup::ensure()?;
-            status(cargo(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+            status(cargo(&root).args([
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "dcea-ebpf",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
             status(
                 Command::new("rustup")
                     .current_dir(&root)
@@ -181,7 +190,7 @@ fn docker_up(root: &Path) -> bool {
 
 fn test(root: &Path) -> Result<()> {
     eprintln!("xtask: unit tests");
-    status(cargo(root).args(["test", "--workspace", "--exclude", "dcea-tests"]))?;
+    status(cargo(root).args(["test", "--workspace", "--exclude", "dcea-tests", "--exclude", "dcea-ebpf"]))?;
     build(root, false)?;
     if !is_root() {
         eprintln!("xtask: SKIP privileged end-to-end tests: not root (they load eBPF programs and start containers)");

@@ -78,6 +78,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
+    // The kernel wakes us at once only for possible alerts; everything else is read here.
+    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
     let mut lost_reported = 0;
     eprintln!("dcea: ready ({} programs attached)", report.attached());
 
@@ -85,15 +87,12 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(|e| Error::io("polling the ring buffer", e))?;
-                let rb = guard.get_inner_mut();
-                while let Some(record) = rb.next() {
-                    if let Some(alert) = pipeline.process(&record) {
-                        write_or_stop(sink.write(&alert))?;
-                    }
-                }
-                write_or_stop(sink.flush())?;
+                // Clear before draining: the kernel's adaptive wakeup fires only when we have
+                // caught up, so a wakeup cleared after the drain would be lost for good.
                 guard.clear_ready();
+                consume(guard.get_inner_mut(), &mut pipeline, &mut sink)?;
             }
+            _ = drain.tick() => consume(ring.get_mut(), &mut pipeline, &mut sink)?,
             _ = tick.tick() => {
                 let lost = kernel_counter(&ebpf, stats::RINGBUF_FULL);
                 if lost > lost_reported {
@@ -105,6 +104,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
             _ = sigint.recv() => break,
         }
     }
+    // What the kernel queued without a wakeup is still owed to the operator.
+    consume(ring.get_mut(), &mut pipeline, &mut sink)?;
     eprintln!(
         "dcea: stopping: {} records, {} transitions, {} alerts, {} decode errors; kernel: {} emitted, {} lost (ring buffer full), {} untracked (task map full), {} killed",
         pipeline.stats.records,
@@ -117,6 +118,24 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         kernel_counter(&ebpf, stats::KILLED),
     );
     Ok(())
+}
+
+const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Process every pending record and flush the alerts they raised.
+fn consume<W: io::Write>(
+    rb: &mut RingBuf<aya::maps::MapData>,
+    pipeline: &mut Pipeline,
+    sink: &mut Sink<W>,
+) -> Result<(), Error> {
+    let before = pipeline.stats.records;
+    while let Some(record) = rb.next() {
+        if let Some(alert) = pipeline.process(&record) {
+            write_or_stop(sink.write(&alert))?;
+        }
+    }
+    tracing::trace!("consumed {} records", pipeline.stats.records - before);
+    write_or_stop(sink.flush())
 }
 
 /// A closed stdout (the consumer went away) ends the monitor cleanly.

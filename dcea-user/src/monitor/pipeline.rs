@@ -47,9 +47,15 @@ impl ProcessDetails {
         let exe = exe_path(ev)
             .or_else(|| fs::read_link(format!("/proc/{}/exe", ev.tgid)).ok().map(|p| p.to_string_lossy().into_owned()))
             .unwrap_or_default();
-        let parent_name =
-            fs::read_to_string(format!("/proc/{}/comm", ev.ppid)).map(|s| s.trim_end().to_string()).unwrap_or_default();
-        let container = container::from_cgroup_path(&cgroup_path(ev)).or_else(|| container::of_pid(ev.tgid));
+        let parent_name = Some(c_bytes_to_string(&ev.parent_comm))
+            .filter(|n| !n.is_empty())
+            .or_else(|| fs::read_to_string(format!("/proc/{}/comm", ev.ppid)).ok().map(|s| s.trim_end().to_string()))
+            .unwrap_or_default();
+        let container = if ev.flags & flags::CGROUP_RESOLVED != 0 {
+            container::from_cgroup_path(&cgroup_path(ev))
+        } else {
+            container::of_pid(ev.tgid)
+        };
         ProcessDetails { exe, parent_name, container }
     }
 }
@@ -85,14 +91,17 @@ impl Pipeline {
         Some(build_alert(&ev, verdict, &self.ctx, &details))
     }
 
-    /// Classify; consult /proc only when the kernel could not attribute a task that entered a
-    /// host namespace (e.g. a container runtime with non-standard cgroup names).
+    /// Classify; consult /proc only when the kernel sent no cgroup names for a task that
+    /// entered a host namespace (a hierarchy the runtime does not populate, or an old kernel).
     pub fn judge(&mut self, ev: &Event) -> (Verdict, Option<ProcessDetails>) {
         if ev.kind == dcea_common::EventKind::Transition as u32 {
             self.stats.transitions += 1;
         }
         let verdict = classify(ev, &self.ctx.host, false);
-        if verdict == Verdict::Benign && entered_host_mask(&ev.old, &ev.new, &self.ctx.host.ns) != 0 {
+        if verdict == Verdict::Benign
+            && ev.flags & flags::CGROUP_RESOLVED == 0
+            && entered_host_mask(&ev.old, &ev.new, &self.ctx.host.ns) != 0
+        {
             let details = ProcessDetails::collect(ev);
             let verdict = classify(ev, &self.ctx.host, details.container.is_some());
             return (verdict, Some(details));
@@ -221,4 +230,95 @@ pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &P
 
 fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::decode::tests::{bytes_of, zeroed};
+    use dcea_common::{EventKind, NsKind, TaskSnapshot};
+
+    const ID: &str = "3f4e5d6c7b8a99001122334455667788aabbccddeeff00112233445566778899";
+
+    fn pipeline() -> Pipeline {
+        let mut ns = HostNamespaces::fixed();
+        ns[NsKind::Mnt.index()] = 4026531832;
+        ns[NsKind::Net.index()] = 4026531833;
+        Pipeline::new(AlertContext {
+            host: HostNamespaces { ns, mnt_net_source: "test".into() },
+            hostname: "node-1".into(),
+            realtime_offset_ns: 1_700_000_000_000_000_000,
+        })
+    }
+
+    fn put(dst: &mut [u8], s: &str) {
+        dst[..s.len()].copy_from_slice(s.as_bytes());
+    }
+
+    /// A `--pid=host` Docker container's nsenter entering the host mount namespace.
+    fn escape_event(p: &Pipeline) -> Event {
+        let host = p.ctx.host.ns;
+        let mut old = host;
+        old[NsKind::Mnt.index()] = 4026532177;
+        let mut ev = zeroed();
+        ev.kind = EventKind::Transition as u32;
+        ev.hook = Hook::Setns as u32;
+        ev.pid = 4242;
+        ev.tgid = 4242;
+        ev.ppid = 4200;
+        ev.ktime_ns = 5_000;
+        ev.old = TaskSnapshot { ns: old, ..Default::default() };
+        ev.new = TaskSnapshot { ns: host, ..Default::default() };
+        ev.flags = flags::CGROUP_RESOLVED;
+        put(&mut ev.comm, "nsenter");
+        put(&mut ev.parent_comm, "sh");
+        put(&mut ev.exe[0], "busybox");
+        put(&mut ev.exe[1], "bin");
+        put(&mut ev.cgroup, ID);
+        put(&mut ev.cgroup_parent, "docker");
+        ev
+    }
+
+    #[test]
+    fn escape_record_becomes_a_falco_shaped_alert_from_kernel_data_alone() {
+        let mut p = pipeline();
+        let ev = escape_event(&p);
+        let alert = p.process(&bytes_of(&ev)).expect("escape alert");
+        assert_eq!(alert.rule, RULE_ESCAPE);
+        assert_eq!(alert.priority, Priority::Critical);
+        let f = &alert.output_fields;
+        assert_eq!(f["container.id"], ID);
+        assert_eq!(f["container.runtime"], "docker");
+        assert_eq!(f["proc.exepath"], "/bin/busybox");
+        assert_eq!(f["proc.pname"], "sh");
+        assert_eq!(f["proc.pid"], 4242);
+        assert_eq!(f["evt.type"], "setns");
+        assert_eq!(f["dcea.ns.entered_host"], json!(["mnt"]));
+        assert_eq!(f["dcea.ns.mnt.from"], 4026532177u32);
+        assert_eq!(f["evt.rawtime"], 1_700_000_000_000_005_000u64);
+        assert!(alert.output.contains("container 3f4e5d6c7b8a (docker)"), "{}", alert.output);
+        assert_eq!(alert.hostname, "node-1");
+        assert_eq!(p.stats.alerts, 1);
+    }
+
+    #[test]
+    fn host_task_returning_home_and_summaries_stay_silent() {
+        let mut p = pipeline();
+        // The same transition by a task in the root cgroup and the host pid ns: not a container.
+        let mut ev = escape_event(&p);
+        ev.cgroup = [0; dcea_common::CGROUP_NAME_LEN];
+        ev.cgroup_parent = [0; dcea_common::CGROUP_PARENT_LEN];
+        assert!(p.process(&bytes_of(&ev)).is_none());
+        // A runtime creating a container: a summary record.
+        let mut runc = zeroed();
+        runc.kind = EventKind::Transition as u32;
+        runc.hook = Hook::Unshare as u32;
+        runc.flags = flags::SUMMARY;
+        runc.old = TaskSnapshot { ns: p.ctx.host.ns, ..Default::default() };
+        runc.new = escape_event(&p).old;
+        assert!(p.process(&bytes_of(&runc)).is_none());
+        // Garbage is counted, not fatal.
+        assert!(p.process(&[1, 2, 3]).is_none());
+        assert_eq!((p.stats.records, p.stats.transitions, p.stats.alerts, p.stats.decode_errors), (3, 2, 0, 1));
+    }
 }

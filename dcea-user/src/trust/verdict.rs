@@ -1,6 +1,8 @@
 //! What a kernel event means. Pure: the same inputs always give the same verdict.
 
-use dcea_common::{Event, EventKind, Hook, cgroup_name_has_container_id, changed_mask, entered_host_mask, is_containerised};
+use dcea_common::{
+    Event, EventKind, Hook, cgroup_name_has_container_id, changed_mask, entered_host_mask, is_containerised,
+};
 
 use super::HostNamespaces;
 
