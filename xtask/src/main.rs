@@ -46,6 +46,11 @@ enum Cmd {
     Bench,
     /// clippy on the host crates and on the eBPF crate for the bpf target.
     Clippy,
+    /// Fuzz the image layer walker for a bounded time (cargo-fuzz, nightly, libFuzzer).
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,6 +96,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench => {
             setup::ensure()?;
             bench(&root)
+        }
+        Cmd::Fuzz { seconds } => {
+            setup::ensure()?;
+            fuzz(&root, seconds)
         }
         Cmd::Clippy => {
             setup::ensure()?;
@@ -210,4 +219,22 @@ fn bench(root: &Path) -> Result<()> {
     }
     let target = root.join("target").join("release");
     status(Command::new(target.join("dcea-bench")).env("DCEA_BIN", target.join("dcea")))
+}
+
+fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+    let has_cargo_fuzz = cargo(root).args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !has_cargo_fuzz {
+        eprintln!("xtask: installing cargo-fuzz");
+        status(cargo(root).args(["install", "cargo-fuzz"]))?;
+    }
+    // The fuzz build needs no eBPF object; AYA_BUILD_SKIP keeps sanitizer flags away from it.
+    status(
+        Command::new("rustup")
+            .current_dir(root)
+            .env("PATH", setup::path_with_cargo_bin())
+            .env("AYA_BUILD_SKIP", "1")
+            .args(["run", "nightly", "cargo", "fuzz", "run", "layer_walker", "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-rss_limit_mb=2048"),
+    )
 }

@@ -93,13 +93,18 @@ fn ensure_bpf_linker() -> Result<()> {
         })
         .with_context(|| format!("no {prefix}*-nightly in {}", libdir.display()))?;
 
-    // bpf-linker's llvm-sys looks for $LLVM_PREFIX/lib/libLLVM.so.
+    // llvm-sys links against $LLVM_PREFIX/lib/libLLVM.so and records that directory as the
+    // binary's RUNPATH; at run time the loader looks there for the library's soname, so both
+    // names must point at rustc's library.
     let llvm_prefix = cargo_home().join("dcea-rustllvm");
     let link_dir = llvm_prefix.join("lib");
     fs::create_dir_all(&link_dir).with_context(|| format!("creating {}", link_dir.display()))?;
-    let link = link_dir.join("libLLVM.so");
-    let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(&lib, &link).with_context(|| format!("linking {}", link.display()))?;
+    let soname = lib.file_name().context("libLLVM path has no file name")?;
+    for name in [std::ffi::OsStr::new("libLLVM.so"), soname] {
+        let link = link_dir.join(name);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&lib, &link).with_context(|| format!("linking {}", link.display()))?;
+    }
 
     eprintln!("setup: building bpf-linker against rustc's LLVM {major} (about a minute)");
     run(Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
