@@ -5,6 +5,8 @@
 //! driver. The kernel programs send the task's cgroup leaf and parent names with each event,
 //! so attribution does not race with a short-lived process; /proc/<pid>/cgroup is the fallback.
 
+pub mod engine;
+
 use std::fs;
 
 use dcea_common::CONTAINER_ID_LEN;
