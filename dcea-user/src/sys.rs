@@ -40,7 +40,8 @@ const TRACEFS_MAGIC: i64 = 0x7472_6163;
 const DEBUGFS_MAGIC: i64 = 0x6462_6720;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
-fn fs_magic(path: &Path) -> Option<i64> {
+/// The filesystem type (`f_type` of statfs) at `path`.
+pub fn fs_magic(path: &Path) -> Option<i64> {
     let c = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid C string and out pointer.

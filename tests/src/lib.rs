@@ -16,8 +16,7 @@ pub mod docker;
 
 /// True when the test may run; prints why not otherwise.
 pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !dcea_user::sys::is_root() {
         eprintln!("SKIP {test}: needs root (loads eBPF programs); run `cargo xtask test` as root");
         return false;
     }
@@ -43,12 +42,7 @@ pub fn helper_bin() -> PathBuf {
     })
 }
 
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use dcea_user::sys::monotonic_ns;
 
 /// One alert line with the CLOCK_MONOTONIC time the harness read it.
 #[derive(Debug, Clone)]
@@ -221,6 +215,7 @@ impl Drop for HostAnchor {
 }
 
 pub fn ns_inode(pid: u32, kind: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}")).ino()
+    dcea_user::sys::ns_inode(&pid.to_string(), kind)
+        .map(u64::from)
+        .unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}"))
 }

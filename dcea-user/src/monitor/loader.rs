@@ -94,12 +94,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// Pick the cgroup hierarchy whose names identify containers: the v2 tree on unified hosts,
 /// else a v1 controller every runtime populates.
 fn cgroup_hierarchy(btf: &KernelBtf) -> (u32, String) {
-    let unified = {
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: valid C string and out pointer.
-        unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC }
-    };
-    if unified {
+    if sys::fs_magic(Path::new("/sys/fs/cgroup")) == Some(CGROUP2_SUPER_MAGIC) {
         return (CGROUP_DFL, "cgroup v2".into());
     }
     let mounted = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();

@@ -148,8 +148,7 @@ fn throughput(records: usize) -> f64 {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !dcea_user::sys::is_root() {
         eprintln!("dcea-bench loads eBPF programs: run it as root (cargo xtask bench)");
         std::process::exit(2);
     }

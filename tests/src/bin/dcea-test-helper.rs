@@ -6,6 +6,8 @@
 //! `after_ns=<CLOCK_MONOTONIC when setns returned>`.
 use std::{process::ExitCode, time::Duration};
 
+use dcea_user::sys::monotonic_ns;
+
 fn flag(kind: &str) -> Option<libc::c_int> {
     Some(match kind {
         "mnt" => libc::CLONE_NEWNS,
@@ -17,13 +19,6 @@ fn flag(kind: &str) -> Option<libc::c_int> {
         "user" => libc::CLONE_NEWUSER,
         _ => return None,
     })
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn parse_flags(kinds: &str) -> Result<libc::c_int, String> {

@@ -13,6 +13,8 @@ use std::{collections::BTreeMap, fs, path::PathBuf};
 
 use serde_json::json;
 
+use dcea_common::{NsKind, init_ns};
+
 use self::{
     checks::{HostRef, Mac},
     discover::Target,
@@ -24,8 +26,13 @@ use super::{
 };
 
 /// Inodes of the initial namespaces (include/linux/proc_ns.h): fixed on every kernel.
-pub const INIT_NS: [(&str, u64); 5] =
-    [("pid", 0xEFFF_FFFC), ("user", 0xEFFF_FFFD), ("uts", 0xEFFF_FFFE), ("ipc", 0xEFFF_FFFF), ("cgroup", 0xEFFF_FFFB)];
+pub const INIT_NS: [(&str, u64); 5] = [
+    (NsKind::Pid.name(), init_ns::PID as u64),
+    (NsKind::User.name(), init_ns::USER as u64),
+    (NsKind::Uts.name(), init_ns::UTS as u64),
+    (NsKind::Ipc.name(), init_ns::IPC as u64),
+    (NsKind::Cgroup.name(), init_ns::CGROUP as u64),
+];
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ConfigScanArgs {
