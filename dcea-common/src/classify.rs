@@ -45,6 +45,19 @@ pub const fn legit_change_mask(hook: Hook) -> u32 {
         // execve moves the task into its time_for_children namespace (exec_task_namespaces).
         Hook::Exec => NsKind::Time.bit(),
         Hook::Mount | Hook::MoveMount | Hook::Fsmount | Hook::OpenTree | Hook::Exit | Hook::CommitCreds => 0,
+        // Behaviour hooks never change namespaces.
+        Hook::Open
+        | Hook::Openat
+        | Hook::Openat2
+        | Hook::Connect
+        | Hook::InitModule
+        | Hook::FinitModule
+        | Hook::Ptrace
+        | Hook::Mknod
+        | Hook::Mknodat
+        | Hook::Bpf
+        | Hook::Chroot
+        | Hook::PivotRoot => 0,
     }
 }
 

@@ -54,6 +54,30 @@ pub struct Offsets {
     pub dentry_d_name: u32,
     pub qstr_name: u32,
     pub dentry_d_parent: u32,
+
+    // Behaviour hooks: the file behind a descriptor, its mount, superblock and inode.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    pub file_f_flags: u32,
+    pub file_f_mode: u32,
+    pub path_mnt: u32,
+    pub dentry_d_sb: u32,
+    pub dentry_d_inode: u32,
+    pub inode_i_mode: u32,
+    pub sb_s_magic: u32,
+    pub sb_s_dev: u32,
+    /// `struct mount`: the embedded `struct vfsmount` and the links to the parent mount.
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    /// `FMODE_CREATED` on this kernel (a macro, so not in BTF: set from the kernel version).
+    pub fmode_created: u32,
+    pub _pad: u32,
 }
 
 impl Offsets {
@@ -90,6 +114,26 @@ impl Offsets {
             dentry_d_name: ABSENT,
             qstr_name: ABSENT,
             dentry_d_parent: ABSENT,
+            task_files: ABSENT,
+            files_fdt: ABSENT,
+            fdtable_fd: ABSENT,
+            fdtable_max_fds: ABSENT,
+            file_f_flags: ABSENT,
+            file_f_mode: ABSENT,
+            path_mnt: ABSENT,
+            dentry_d_sb: ABSENT,
+            dentry_d_inode: ABSENT,
+            inode_i_mode: ABSENT,
+            sb_s_magic: ABSENT,
+            sb_s_dev: ABSENT,
+            mount_mnt: ABSENT,
+            mount_mnt_parent: ABSENT,
+            mount_mnt_mountpoint: ABSENT,
+            vfsmount_mnt_root: ABSENT,
+            mm_arg_start: ABSENT,
+            mm_arg_end: ABSENT,
+            fmode_created: 0,
+            _pad: 0,
         }
     }
 }

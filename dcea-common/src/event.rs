@@ -49,6 +49,14 @@ pub struct TaskState {
 }
 
 pub const TASK_REPORTED: u32 = 1;
+/// The task runs in a container (non-host PID namespace or a container's cgroup), decided when
+/// its state is created and again at every exec (runtimes move a task into the container's
+/// cgroup between fork and exec). Behaviour hooks look only at tasks with this flag.
+pub const TASK_CONTAINER: u32 = 2;
+/// The task (or an ancestor it was forked from) has exec'd a program while containerised.
+/// Without it, a containerised task is the runtime still setting the container up (runc's
+/// init mounting /proc, creating /dev nodes, pivot_root) before the entrypoint runs.
+pub const TASK_EXECED: u32 = 4;
 
 /// Where in the kernel a change was observed.
 #[repr(u32)]
@@ -70,6 +78,19 @@ pub enum Hook {
     Exit = 11,
     /// fentry/kprobe on commit_creds.
     CommitCreds = 12,
+    // Behaviour hooks (EventKind::Behaviour).
+    Open = 13,
+    Openat = 14,
+    Openat2 = 15,
+    Connect = 16,
+    InitModule = 17,
+    FinitModule = 18,
+    Ptrace = 19,
+    Mknod = 20,
+    Mknodat = 21,
+    Bpf = 22,
+    Chroot = 23,
+    PivotRoot = 24,
 }
 
 impl Hook {
@@ -87,6 +108,18 @@ impl Hook {
             10 => Hook::Exec,
             11 => Hook::Exit,
             12 => Hook::CommitCreds,
+            13 => Hook::Open,
+            14 => Hook::Openat,
+            15 => Hook::Openat2,
+            16 => Hook::Connect,
+            17 => Hook::InitModule,
+            18 => Hook::FinitModule,
+            19 => Hook::Ptrace,
+            20 => Hook::Mknod,
+            21 => Hook::Mknodat,
+            22 => Hook::Bpf,
+            23 => Hook::Chroot,
+            24 => Hook::PivotRoot,
             _ => return None,
         })
     }
@@ -106,6 +139,29 @@ impl Hook {
             Hook::Exec => "sched_process_exec",
             Hook::Exit => "sched_process_exit",
             Hook::CommitCreds => "commit_creds",
+            Hook::Open => "open",
+            Hook::Openat => "openat",
+            Hook::Openat2 => "openat2",
+            Hook::Connect => "connect",
+            Hook::InitModule => "init_module",
+            Hook::FinitModule => "finit_module",
+            Hook::Ptrace => "ptrace",
+            Hook::Mknod => "mknod",
+            Hook::Mknodat => "mknodat",
+            Hook::Bpf => "bpf",
+            Hook::Chroot => "chroot",
+            Hook::PivotRoot => "pivot_root",
+        }
+    }
+
+    /// The `evt.type` rules match on: Falco's names (a new program image is `execve`, a task
+    /// created with new namespaces is the `clone` that made it).
+    pub const fn evt_type(self) -> &'static str {
+        match self {
+            Hook::Exec => "execve",
+            Hook::Fork => "clone",
+            Hook::Exit => "procexit",
+            other => other.name(),
         }
     }
 }
@@ -119,6 +175,8 @@ pub enum EventKind {
     Exit = 2,
     /// commit_creds raised a containerised task's privileges.
     Creds = 3,
+    /// A containerised task did something the behaviour rules look at ([`Behaviour`]).
+    Behaviour = 4,
 }
 
 impl EventKind {
@@ -127,6 +185,7 @@ impl EventKind {
             1 => EventKind::Transition,
             2 => EventKind::Exit,
             3 => EventKind::Creds,
+            4 => EventKind::Behaviour,
             _ => return None,
         })
     }
@@ -144,6 +203,16 @@ pub mod flags {
     pub const SUMMARY: u32 = 1 << 6;
     /// The kernel resolved the task's cgroup (`cgroup` may still be empty: the root cgroup).
     pub const CGROUP_RESOLVED: u32 = 1 << 7;
+    /// Behaviour: the task is containerised ([`crate::TASK_CONTAINER`]).
+    pub const CONTAINER: u32 = 1 << 8;
+    /// Behaviour: reported at syscall entry; `ret` is not known yet.
+    pub const BEFORE_RESULT: u32 = 1 << 9;
+    /// Behaviour: the file path was deeper than the kernel walks.
+    pub const FILE_TRUNCATED: u32 = 1 << 10;
+    /// Behaviour: the open created the file (`FMODE_CREATED`).
+    pub const FILE_CREATED: u32 = 1 << 11;
+    /// Behaviour: the container runtime preparing the container ([`crate::TASK_EXECED`] unset).
+    pub const RUNTIME_SETUP: u32 = 1 << 12;
 }
 
 /// Indices of the per-CPU counters in the stats map.
@@ -156,7 +225,9 @@ pub mod stats {
     pub const TASKS_FULL: u32 = 2;
     /// Tasks killed in enforce mode.
     pub const KILLED: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// Behaviour records written (a subset of EMITTED).
+    pub const BEHAVIOURS: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
 
 pub const COMM_LEN: usize = 16;
@@ -199,6 +270,61 @@ pub struct Event {
     pub cgroup_parent: [u8; CGROUP_PARENT_LEN],
 }
 
+/// Bytes of a path string from user memory (the sockaddr_un path is 108).
+pub const PATH_LEN: usize = 256;
+/// Bytes of the second string: mount source, pivot_root put_old, module parameters, argv.
+pub const ARG_LEN: usize = 256;
+pub const FSTYPE_LEN: usize = 32;
+pub const BEHAVIOUR_SIZE: usize = core::mem::size_of::<Behaviour>();
+
+/// Indices into [`Behaviour::args`], per hook.
+pub mod arg {
+    /// open*: `f_flags` (with `O_CREAT` added when the open created the file); mount: `MS_*`
+    /// flags; ptrace: request; bpf: command; mknod*: mode; exec: length of the argv block.
+    pub const FLAGS: usize = 0;
+    /// open*: `i_mode` of the inode; mknod*: the device number; ptrace: target pid.
+    pub const MODE: usize = 1;
+    /// open*, finit_module: `s_dev` of the file's superblock (kernel encoding major << 20 | minor).
+    pub const DEV: usize = 2;
+    /// open*, finit_module: `s_magic` of the file's superblock.
+    pub const MAGIC: usize = 3;
+}
+
+/// One behaviour record: what a containerised task did, with enough context to evaluate rules
+/// without asking /proc. Shares its header layout with [`Event`] up to `ret`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Behaviour {
+    pub kind: u32,
+    pub hook: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub flags: u32,
+    pub ktime_ns: u64,
+    /// Syscall result, or 0 with [`flags::BEFORE_RESULT`].
+    pub ret: i64,
+    pub args: [u64; 4],
+    /// The task's namespaces and credentials as last seen by the kernel programs.
+    pub snap: TaskSnapshot,
+    pub comm: [u8; COMM_LEN],
+    pub parent_comm: [u8; COMM_LEN],
+    pub exe: [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS],
+    pub cgroup: [u8; CGROUP_NAME_LEN],
+    pub cgroup_parent: [u8; CGROUP_PARENT_LEN],
+    /// The path argument as the task passed it (connect: the socket path; mount: target;
+    /// exec: the file name given to execve).
+    pub path: [u8; PATH_LEN],
+    /// mount: source; pivot_root: put_old; init_module/finit_module: parameters; exec: argv
+    /// (NUL-separated, `args[FLAGS]` bytes long).
+    pub arg: [u8; ARG_LEN],
+    /// mount: filesystem type.
+    pub fstype: [u8; FSTYPE_LEN],
+    /// open*, finit_module: the opened file's path components, leaf first, across mounts up
+    /// to the task's mount namespace root (symlinks and relative paths resolved).
+    pub file: [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS],
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -206,4 +332,5 @@ mod user {
     unsafe impl aya::Pod for TaskSnapshot {}
     unsafe impl aya::Pod for TaskState {}
     unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for Behaviour {}
 }

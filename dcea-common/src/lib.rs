@@ -121,6 +121,11 @@ mod tests {
         assert_eq!(EVENT_SIZE, 632);
         assert_eq!(size_of::<Event>() % 8, 0);
         assert_eq!(core::mem::align_of::<Event>(), 8);
+        assert_eq!(offset_of!(Behaviour, ret), offset_of!(Event, ret));
+        assert_eq!(offset_of!(Behaviour, flags), offset_of!(Event, flags));
+        assert_eq!(offset_of!(Behaviour, snap), 72);
+        assert_eq!(BEHAVIOUR_SIZE % 8, 0);
+        assert_eq!(BEHAVIOUR_SIZE, 1408, "a new wire format: update the decoder's size check");
         assert_eq!(size_of::<Offsets>() % 4, 0);
         assert_eq!(size_of::<KernelConfig>() % 8, 0);
     }

@@ -90,6 +90,34 @@ pub const COMMIT_CREDS: [ProgramSpec; 2] = [
     },
 ];
 
+macro_rules! behaviour {
+    ($($name:literal),* $(,)?) => {
+        [$(ProgramSpec {
+            name: $name,
+            attach: Attach::TracePoint { category: "syscalls", name: $name },
+            capability: "behaviour rules",
+            required: false,
+        }),*]
+    };
+}
+
+/// Behaviour hooks for the rules engine; optional (a kernel without openat2 still runs the
+/// rest). Mount and exec behaviours ride on the required mount and exec programs.
+pub const BEHAVIOUR: [ProgramSpec; 12] = behaviour![
+    "sys_exit_open",
+    "sys_exit_openat",
+    "sys_exit_openat2",
+    "sys_enter_connect",
+    "sys_enter_init_module",
+    "sys_enter_finit_module",
+    "sys_enter_ptrace",
+    "sys_enter_mknod",
+    "sys_enter_mknodat",
+    "sys_enter_bpf",
+    "sys_enter_chroot",
+    "sys_enter_pivot_root",
+];
+
 /// Every required program, in attach order.
 pub fn required() -> impl Iterator<Item = &'static ProgramSpec> {
     SYSCALLS.iter().flatten().chain(SCHED.iter())
@@ -97,5 +125,5 @@ pub fn required() -> impl Iterator<Item = &'static ProgramSpec> {
 
 /// Every program the object contains.
 pub fn all() -> impl Iterator<Item = &'static ProgramSpec> {
-    required().chain(COMMIT_CREDS.iter())
+    required().chain(COMMIT_CREDS.iter()).chain(BEHAVIOUR.iter())
 }

@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+mod behaviour;
 mod task;
 
 use aya_ebpf::{
@@ -19,8 +20,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 use dcea_common::{
-    ALL_NS_MASK, Event, EventKind, Hook, KernelConfig, TASK_REPORTED, TaskSnapshot, TaskState,
-    cgroup_name_has_container_id, enters_host, flags, is_containerised, legit_change_mask, stats,
+    ALL_NS_MASK, Event, EventKind, Hook, KernelConfig, TASK_CONTAINER, TASK_EXECED, TASK_REPORTED, TaskSnapshot,
+    TaskState, cgroup_name_has_container_id, enters_host, flags, is_containerised, legit_change_mask, stats,
 };
 
 use crate::task::{Task, config};
@@ -87,14 +88,19 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
             state.nsproxy = nsproxy;
             state.cred = cred;
             if !old.same_namespaces(&new) {
-                let extra = if at_entry { flags::AT_ENTRY } else { 0 };
+                let mut extra = if at_entry { flags::AT_ENTRY } else { 0 };
+                if state.flags & TASK_CONTAINER != 0 {
+                    extra |= flags::CONTAINER;
+                }
                 if emit(EventKind::Transition, hook, task, &old, &new, extra, ret, true) {
                     state.flags |= TASK_REPORTED;
                 }
             }
         }
         None => {
-            let state = TaskState { snap: task.snapshot(nsproxy, cred), nsproxy, cred, flags: 0, _pad: 0 };
+            let snap = task.snapshot(nsproxy, cred);
+            let flags = behaviour::learnt_flags(task, &snap);
+            let state = TaskState { snap, nsproxy, cred, flags, _pad: 0 };
             if DCEA_TASKS.insert(pid, state, 0).is_err() {
                 count(stats::TASKS_FULL);
             }
@@ -106,10 +112,11 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
 /// can be killed in enforce mode. Returns whether the event was written.
 ///
 /// Userspace raises an alert only for a containerised task entering a host namespace, a
-/// namespace change its hook cannot make, or a credential report. Only such *urgent* events
-/// carry the parent and executable path and wake the agent at once; the rest (runtimes
-/// building containers, host tools) are summaries the agent drains periodically. A wakeup or
-/// a dentry walk per event would cost more than the hook itself.
+/// namespace change its hook cannot make, or a credential report; the rules engine also looks
+/// at any transition of a containerised task (`flags::CONTAINER`: nested namespaces made in a
+/// container). Only such *urgent* events carry the parent and executable path and wake the
+/// agent at once; the rest (runtimes building containers, host tools) are summaries the agent
+/// drains periodically. A wakeup or a dentry walk per event would cost more than the hook.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn emit(
@@ -126,11 +133,12 @@ fn emit(
     // Constant in each program (kind, hook and the entry flag are), so the verifier keeps one
     // path: unshare and clone only create namespaces, they cannot enter the host's.
     let always_urgent = match kind {
-        EventKind::Exit => false,
+        EventKind::Exit | EventKind::Behaviour => false,
         EventKind::Creds => true,
         EventKind::Transition => extra_flags & flags::AT_ENTRY != 0 || legit_change_mask(hook) != ALL_NS_MASK,
     };
     let may_escape = kind == EventKind::Transition && matches!(hook, Hook::Setns);
+    let container = extra_flags & flags::CONTAINER != 0;
     let Some(mut entry) = DCEA_EVENTS.reserve::<Event>(0) else {
         count(stats::RINGBUF_FULL);
         return false;
@@ -153,8 +161,8 @@ fn emit(
         ev.new = *new;
         task.comm(&mut ev.comm);
         let mut fl = extra_flags;
-        let mut urgent = always_urgent;
-        if always_urgent || may_escape {
+        let mut urgent = always_urgent || container;
+        if urgent || may_escape {
             let resolved = task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent);
             if resolved {
                 fl |= flags::CGROUP_RESOLVED;
@@ -222,15 +230,29 @@ syscall_hooks! {
     sys_enter_unshare, sys_exit_unshare => Hook::Unshare;
     sys_enter_clone, sys_exit_clone => Hook::Clone;
     sys_enter_clone3, sys_exit_clone3 => Hook::Clone3;
-    sys_enter_mount, sys_exit_mount => Hook::Mount;
     sys_enter_move_mount, sys_exit_move_mount => Hook::MoveMount;
     sys_enter_fsmount, sys_exit_fsmount => Hook::Fsmount;
     sys_enter_open_tree, sys_exit_open_tree => Hook::OpenTree;
 }
 
+/// mount is both a tracked point (nothing may change namespaces there) and a behaviour.
 #[tracepoint]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+pub fn sys_enter_mount(ctx: TracePointContext) -> u32 {
+    observe_current(Hook::Mount, true, 0);
+    behaviour::on_mount_enter(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_mount(ctx: TracePointContext) -> u32 {
+    observe_current(Hook::Mount, false, sys_exit_ret(&ctx));
+    0
+}
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     observe_current(Hook::Exec, false, 0);
+    behaviour::on_exec(&ctx);
     0
 }
 
@@ -266,14 +288,22 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     }
     let new = child.snapshot(nsproxy, cred);
     let parent_pid = bpf_get_current_pid_tgid() as u32;
-    let old = match DCEA_TASKS.get_ptr(parent_pid) {
+    // The child shares its parent's cgroup: inherit the parent's verdict, or decide afresh.
+    let (old, container) = match DCEA_TASKS.get_ptr(parent_pid) {
         // SAFETY: valid for this run.
-        Some(state) => unsafe { (*state).snap },
-        None => parent.snapshot(parent.nsproxy(), parent.cred()),
+        Some(state) => unsafe { ((*state).snap, (*state).flags & (TASK_CONTAINER | TASK_EXECED)) },
+        None => (parent.snapshot(parent.nsproxy(), parent.cred()), behaviour::learnt_flags(child, &new)),
     };
-    let mut state = TaskState { snap: new, nsproxy, cred, flags: 0, _pad: 0 };
-    if !old.same_namespaces(&new) && emit(EventKind::Transition, Hook::Fork, child, &old, &new, 0, 0, false) {
-        state.flags = TASK_REPORTED;
+    let host_pid: u32 = config!(host_ns[dcea_common::NsKind::Pid.index()]);
+    let pid_ns = new.ns[dcea_common::NsKind::Pid.index()];
+    // A child in a new PID namespace is containerised; TASK_EXECED stays inherited, so runc's
+    // init is "setting up" until it execs the entrypoint.
+    let container =
+        if host_pid != 0 && pid_ns != 0 && pid_ns != host_pid { container | TASK_CONTAINER } else { container };
+    let mut state = TaskState { snap: new, nsproxy, cred, flags: container, _pad: 0 };
+    let extra = if container & TASK_CONTAINER != 0 { flags::CONTAINER } else { 0 };
+    if !old.same_namespaces(&new) && emit(EventKind::Transition, Hook::Fork, child, &old, &new, extra, 0, false) {
+        state.flags |= TASK_REPORTED;
     }
     if DCEA_TASKS.insert(child.pid(), state, 0).is_err() {
         count(stats::TASKS_FULL);

@@ -1,10 +1,10 @@
 //! Reading `struct task_struct` and what hangs off it, at offsets resolved from BTF by the
 //! agent (aya has no CO-RE for Rust programs).
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes};
+use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated};
 use dcea_common::{
-    ABSENT, CGROUP_DFL, CGROUP_NAME_LEN, CGROUP_PARENT_LEN, COMM_LEN, EXE_COMPONENT_LEN, EXE_COMPONENTS, NS_KINDS,
-    NsKind, TaskSnapshot, cgroup_name_has_container_id,
+    ABSENT, ARG_LEN, CGROUP_DFL, CGROUP_NAME_LEN, CGROUP_PARENT_LEN, COMM_LEN, EXE_COMPONENT_LEN, EXE_COMPONENTS,
+    NS_KINDS, NsKind, TaskSnapshot, cgroup_name_has_container_id,
 };
 
 /// Read one field of the load-time configuration. `read_volatile` keeps the compiler from
@@ -32,13 +32,13 @@ fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
 }
 
 #[inline(always)]
-fn read_ptr(base: u64, off: u32) -> u64 {
+pub fn read_ptr(base: u64, off: u32) -> u64 {
     read::<u64>(base, off).unwrap_or(0)
 }
 
 /// Copy a NUL-terminated kernel string; on failure `dst` holds the empty string.
 #[inline(always)]
-fn read_str(ptr: u64, dst: &mut [u8]) -> bool {
+pub fn read_str(ptr: u64, dst: &mut [u8]) -> bool {
     let ok = ptr != 0 && unsafe { bpf_probe_read_kernel_str_bytes(ptr as *const u8, dst) }.is_ok();
     if !ok {
         dst[0] = 0;
@@ -228,5 +228,153 @@ impl Task {
         }
         let parent = read_ptr(dentry, d_parent);
         !(dentry == 0 || parent == 0 || parent == dentry)
+    }
+}
+
+/// What the behaviour hooks need to know about an open `struct file`.
+#[derive(Clone, Copy)]
+pub struct FileInfo {
+    pub dentry: u64,
+    pub vfsmount: u64,
+    pub f_flags: u32,
+    pub f_mode: u32,
+    pub i_mode: u32,
+    pub s_dev: u32,
+    pub s_magic: u64,
+}
+
+impl FileInfo {
+    #[inline(always)]
+    pub fn read(file: u64) -> FileInfo {
+        let f_path: u32 = config!(offsets.file_f_path);
+        let dentry = read_ptr(file, f_path.wrapping_add(config!(offsets.path_dentry)));
+        let vfsmount = read_ptr(file, f_path.wrapping_add(config!(offsets.path_mnt)));
+        let sb = read_ptr(dentry, config!(offsets.dentry_d_sb));
+        let inode = read_ptr(dentry, config!(offsets.dentry_d_inode));
+        FileInfo {
+            dentry,
+            vfsmount,
+            f_flags: read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0),
+            f_mode: read::<u32>(file, config!(offsets.file_f_mode)).unwrap_or(0),
+            i_mode: read::<u16>(inode, config!(offsets.inode_i_mode)).unwrap_or(0) as u32,
+            s_dev: read::<u32>(sb, config!(offsets.sb_s_dev)).unwrap_or(0),
+            s_magic: read::<u64>(sb, config!(offsets.sb_s_magic)).unwrap_or(0),
+        }
+    }
+}
+
+/// The first 16 bytes of a dentry's name, zero-padded, as two little-endian words: enough to
+/// compare against a table of names without a byte loop.
+#[inline(always)]
+pub fn dentry_name_words(dentry: u64) -> (u64, u64) {
+    let mut name = [0u8; 16];
+    let (d_name, qstr_name): (u32, u32) = (config!(offsets.dentry_d_name), config!(offsets.qstr_name));
+    read_str(read_ptr(dentry, d_name.wrapping_add(qstr_name)), &mut name);
+    (
+        u64::from_le_bytes([name[0], name[1], name[2], name[3], name[4], name[5], name[6], name[7]]),
+        u64::from_le_bytes([name[8], name[9], name[10], name[11], name[12], name[13], name[14], name[15]]),
+    )
+}
+
+#[inline(always)]
+pub fn dentry_parent(dentry: u64) -> u64 {
+    read_ptr(dentry, config!(offsets.dentry_d_parent))
+}
+
+/// Walk from `dentry` towards the root of the task's mount namespace, crossing mount points,
+/// leaf first. Returns true when the path is deeper than `dst` holds.
+#[inline(always)]
+pub fn path_components(vfsmount: u64, dentry: u64, dst: &mut [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS]) -> bool {
+    let mut i = 0;
+    while i < EXE_COMPONENTS {
+        dst[i][0] = 0;
+        i += 1;
+    }
+    let (mount_mnt, mnt_parent, mnt_mountpoint, mnt_root): (u32, u32, u32, u32) = (
+        config!(offsets.mount_mnt),
+        config!(offsets.mount_mnt_parent),
+        config!(offsets.mount_mnt_mountpoint),
+        config!(offsets.vfsmount_mnt_root),
+    );
+    let (d_name, qstr_name, d_parent): (u32, u32, u32) =
+        (config!(offsets.dentry_d_name), config!(offsets.qstr_name), config!(offsets.dentry_d_parent));
+    if vfsmount == 0 || mount_mnt == ABSENT || mnt_root == ABSENT || d_name == ABSENT || qstr_name == ABSENT {
+        return false;
+    }
+    // `struct mount` embeds the `struct vfsmount` the file points to.
+    let mut mount = vfsmount - mount_mnt as u64;
+    let mut root = read_ptr(vfsmount, mnt_root);
+    let mut dentry = dentry;
+    let mut written = 0usize;
+    // Mount crossings do not write a component: allow a few more steps than components.
+    let mut step = 0;
+    while step < EXE_COMPONENTS + 4 {
+        if dentry == 0 {
+            return false;
+        }
+        if dentry == root {
+            let parent = read_ptr(mount, mnt_parent);
+            if parent == 0 || parent == mount {
+                return false; // the namespace's root mount
+            }
+            dentry = read_ptr(mount, mnt_mountpoint);
+            mount = parent;
+            root = read_ptr(mount + mount_mnt as u64, mnt_root);
+        } else {
+            let parent = read_ptr(dentry, d_parent);
+            if parent == 0 || parent == dentry {
+                return false; // the root of a filesystem that is not mounted here
+            }
+            if written >= EXE_COMPONENTS {
+                return true;
+            }
+            read_str(read_ptr(dentry, d_name + qstr_name), &mut dst[written]);
+            written += 1;
+            dentry = parent;
+        }
+        step += 1;
+    }
+    true
+}
+
+impl Task {
+    /// The `struct file *` behind descriptor `fd`; 0 when it is out of range or closed.
+    #[inline(always)]
+    pub fn fd_file(self, fd: u32) -> u64 {
+        let files = read_ptr(self.0, config!(offsets.task_files));
+        let fdt = read_ptr(files, config!(offsets.files_fdt));
+        let max_fds = read::<u32>(fdt, config!(offsets.fdtable_max_fds)).unwrap_or(0);
+        if fd >= max_fds {
+            return 0;
+        }
+        let fds = read_ptr(fdt, config!(offsets.fdtable_fd));
+        if fds == 0 {
+            return 0;
+        }
+        read_ptr(fds + fd as u64 * 8, 0)
+    }
+
+    /// The argv block of the current program image (`mm->arg_start..arg_end`), NUL-separated;
+    /// returns its full length (the copy holds at most `dst.len()` bytes of it).
+    #[inline(always)]
+    pub fn argv(self, dst: &mut [u8; ARG_LEN]) -> u64 {
+        let mm = read_ptr(self.0, config!(offsets.task_mm));
+        let start = read_ptr(mm, config!(offsets.mm_arg_start));
+        let end = read_ptr(mm, config!(offsets.mm_arg_end));
+        if start == 0 || end <= start {
+            dst[0] = 0;
+            return 0;
+        }
+        let len = end - start;
+        // Exactly the argv block (it sits at the top of the stack: a fixed-size read would
+        // fault past its end). The mask gives the verifier its bound.
+        let size = if len >= ARG_LEN as u64 { ARG_LEN as u32 } else { len as u32 & (ARG_LEN as u32 - 1) };
+        // SAFETY: bpf_probe_read_user tolerates any address; `size` <= dst.len().
+        let ret = unsafe { generated::bpf_probe_read_user(dst.as_mut_ptr().cast(), size, start as *const _) };
+        if ret != 0 {
+            dst[0] = 0;
+            return 0;
+        }
+        len
     }
 }

@@ -165,6 +165,27 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<Offsets, Error> {
     o.dentry_d_name = opt("dentry", &["d_name"]);
     o.qstr_name = opt("qstr", &["name"]);
     o.dentry_d_parent = opt("dentry", &["d_parent"]);
+
+    o.task_files = opt("task_struct", &["files"]);
+    o.files_fdt = opt("files_struct", &["fdt"]);
+    o.fdtable_fd = opt("fdtable", &["fd"]);
+    o.fdtable_max_fds = opt("fdtable", &["max_fds"]);
+    o.file_f_flags = opt("file", &["f_flags"]);
+    o.file_f_mode = opt("file", &["f_mode"]);
+    o.path_mnt = opt("path", &["mnt"]);
+    o.dentry_d_sb = opt("dentry", &["d_sb"]);
+    o.dentry_d_inode = opt("dentry", &["d_inode"]);
+    o.inode_i_mode = opt("inode", &["i_mode"]);
+    o.sb_s_magic = opt("super_block", &["s_magic"]);
+    o.sb_s_dev = opt("super_block", &["s_dev"]);
+    o.mount_mnt = opt("mount", &["mnt"]);
+    o.mount_mnt_parent = opt("mount", &["mnt_parent"]);
+    o.mount_mnt_mountpoint = opt("mount", &["mnt_mountpoint"]);
+    o.vfsmount_mnt_root = opt("vfsmount", &["mnt_root"]);
+    o.mm_arg_start = opt("mm_struct", &["arg_start"]);
+    o.mm_arg_end = opt("mm_struct", &["arg_end"]);
+    // include/linux/fs.h: FMODE_CREATED has been bit 20 since it was introduced (4.19).
+    o.fmode_created = 1 << 20;
     Ok(o)
 }
 
@@ -188,6 +209,16 @@ mod tests {
             assert_ne!(o.ns_inum[k.index()], ABSENT, "{}", k.name());
         }
         assert!(btf.enum_value("cgroup_subsys_id", "memory_cgrp_id").is_some());
+        for (what, off) in [
+            ("task_struct.files", o.task_files),
+            ("fdtable.fd", o.fdtable_fd),
+            ("mount.mnt", o.mount_mnt),
+            ("mount.mnt_mountpoint", o.mount_mnt_mountpoint),
+            ("super_block.s_magic", o.sb_s_magic),
+            ("mm_struct.arg_start", o.mm_arg_start),
+        ] {
+            assert_ne!(off, ABSENT, "{what}");
+        }
         assert!(btf.has_function("commit_creds"));
         assert!(!btf.has_function("dcea_no_such_function"));
     }

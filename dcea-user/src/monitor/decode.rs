@@ -1,6 +1,6 @@
 //! Ring-buffer records to [`Event`]s.
 
-use dcea_common::{EVENT_SIZE, EXE_COMPONENTS, Event, EventKind, Hook, flags};
+use dcea_common::{EVENT_SIZE, EXE_COMPONENT_LEN, EXE_COMPONENTS, Event, EventKind, Hook, flags};
 
 use crate::sys::c_bytes_to_string;
 
@@ -21,7 +21,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     }
     // SAFETY: length checked; Event is plain data valid for any bit pattern; unaligned read.
     let ev: Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<Event>()) };
-    EventKind::from_u32(ev.kind).ok_or(DecodeError::Kind(ev.kind))?;
+    // Behaviour records have their own layout (monitor::behaviour).
+    EventKind::from_u32(ev.kind).filter(|k| *k != EventKind::Behaviour).ok_or(DecodeError::Kind(ev.kind))?;
     Hook::from_u32(ev.hook).ok_or(DecodeError::Hook(ev.hook))?;
     Ok(ev)
 }
@@ -29,12 +30,17 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 /// The executable path from the kernel's leaf-first components; `None` when the kernel had
 /// none (no mm, or offsets missing on this kernel).
 pub fn exe_path(ev: &Event) -> Option<String> {
-    let parts: Vec<String> = ev.exe.iter().map(|c| c_bytes_to_string(c)).take_while(|c| !c.is_empty()).collect();
+    components_path(&ev.exe, ev.flags & flags::EXE_TRUNCATED != 0)
+}
+
+/// "/a/b/c" from leaf-first path components ("…/" in front when the kernel's walk was cut).
+pub fn components_path(components: &[[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS], truncated: bool) -> Option<String> {
+    let parts: Vec<String> = components.iter().map(|c| c_bytes_to_string(c)).take_while(|c| !c.is_empty()).collect();
     if parts.is_empty() {
         return None;
     }
     let mut path = String::new();
-    if ev.flags & flags::EXE_TRUNCATED != 0 && parts.len() == EXE_COMPONENTS {
+    if truncated && parts.len() == EXE_COMPONENTS {
         path.push('…');
     }
     for p in parts.iter().rev() {
@@ -46,8 +52,12 @@ pub fn exe_path(ev: &Event) -> Option<String> {
 
 /// "/<parent>/<leaf>" of the task's cgroup as the kernel saw it.
 pub fn cgroup_path(ev: &Event) -> String {
-    let leaf = c_bytes_to_string(&ev.cgroup);
-    let parent = c_bytes_to_string(&ev.cgroup_parent);
+    cgroup_path_of(&ev.cgroup, &ev.cgroup_parent)
+}
+
+pub fn cgroup_path_of(leaf: &[u8], parent: &[u8]) -> String {
+    let leaf = c_bytes_to_string(leaf);
+    let parent = c_bytes_to_string(parent);
     match (parent.is_empty(), leaf.is_empty()) {
         (_, true) => String::new(),
         (true, false) => format!("/{leaf}"),
@@ -58,7 +68,6 @@ pub fn cgroup_path(ev: &Event) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use dcea_common::EXE_COMPONENT_LEN;
 
     pub(crate) fn zeroed() -> Event {
         // SAFETY: plain data.

@@ -228,6 +228,30 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         };
         statuses.push(status);
     }
+    // Behaviour hooks: each is optional; a missing one costs only the rules that need it.
+    let mut behaviour_missing = Vec::new();
+    for spec in &programs::BEHAVIOUR {
+        let (status, detail) = match attach_one(&mut ebpf, spec, &btf) {
+            Ok(()) => ("attached", String::new()),
+            Err((stage, reason)) => {
+                behaviour_missing.push(spec.name);
+                ("failed", explain(spec, stage, &reason))
+            }
+        };
+        statuses.push(ProgramStatus {
+            name: spec.name,
+            attach: describe(&spec.attach),
+            capability: spec.capability,
+            status,
+            detail,
+        });
+    }
+    if !behaviour_missing.is_empty() {
+        tracing::warn!(
+            "behaviour hooks not attached on this kernel: {}; rules on those events will not fire",
+            behaviour_missing.join(", ")
+        );
+    }
     if commit_creds == "unavailable" {
         let why: Vec<String> = statuses
             .iter()
@@ -264,6 +288,9 @@ fn explain(spec: &ProgramSpec, stage: &str, reason: &str) -> String {
         }
         Attach::KProbe { .. } if first.contains("/sys/bus/event_source/devices/kprobe") || first.contains("kprobe_events") => {
             "this kernel has no kprobe support (CONFIG_KPROBES is off)".into()
+        }
+        Attach::TracePoint { category, name } if first.contains("/id`") || first.contains("No such file") => {
+            format!("this kernel has no tracepoint {category}:{name} (the syscall is not built in, e.g. CONFIG_MODULES off)")
         }
         _ => format!("{stage}: {first}"),
     }

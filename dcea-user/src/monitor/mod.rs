@@ -1,5 +1,6 @@
 //! `dcea monitor`: the kernel programs, the ring-buffer reader and the alert pipeline.
 
+pub mod behaviour;
 pub mod btf;
 pub mod decode;
 pub mod loader;

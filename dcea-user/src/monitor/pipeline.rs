@@ -2,10 +2,13 @@
 
 use std::{collections::BTreeMap, fs};
 
-use dcea_common::{Event, Hook, NsKind, entered_host_mask, flags};
+use dcea_common::{Event, EventKind, Hook, NsKind, entered_host_mask, flags};
 use serde_json::{Value, json};
 
-use super::decode::{cgroup_path, decode, exe_path};
+use super::{
+    behaviour::{DecodedBehaviour, decode_behaviour, record_kind},
+    decode::{cgroup_path, decode, exe_path},
+};
 use crate::{
     container::{self, ContainerRef},
     output::{Alert, Priority, SOURCE, rfc3339_nanos},
@@ -30,6 +33,7 @@ pub struct PipelineStats {
     pub records: u64,
     pub decode_errors: u64,
     pub transitions: u64,
+    pub behaviours: u64,
     pub alerts: u64,
 }
 
@@ -74,6 +78,9 @@ impl Pipeline {
     /// when the verdict depends on it or an alert is raised.
     pub fn process(&mut self, record: &[u8]) -> Option<Alert> {
         self.stats.records += 1;
+        if record_kind(record) == Some(EventKind::Behaviour as u32) {
+            return self.behaviour(record);
+        }
         let ev = match decode(record) {
             Ok(ev) => ev,
             Err(e) => {
@@ -91,10 +98,24 @@ impl Pipeline {
         Some(build_alert(&ev, verdict, &self.ctx, &details))
     }
 
+    fn behaviour(&mut self, record: &[u8]) -> Option<Alert> {
+        self.stats.behaviours += 1;
+        let decoded = match decode_behaviour(record).map(DecodedBehaviour::new) {
+            Ok(Some(d)) => d,
+            Ok(None) | Err(_) => {
+                self.stats.decode_errors += 1;
+                tracing::warn!("dropping malformed behaviour record of {} bytes", record.len());
+                return None;
+            }
+        };
+        tracing::debug!("behaviour: {decoded:?}");
+        None
+    }
+
     /// Classify; consult /proc only when the kernel sent no cgroup names for a task that
     /// entered a host namespace (a hierarchy the runtime does not populate, or an old kernel).
     pub fn judge(&mut self, ev: &Event) -> (Verdict, Option<ProcessDetails>) {
-        if ev.kind == dcea_common::EventKind::Transition as u32 {
+        if ev.kind == EventKind::Transition as u32 {
             self.stats.transitions += 1;
         }
         let verdict = classify(ev, &self.ctx.host, false);

@@ -48,7 +48,7 @@ pub fn classify(ev: &Event, host: &HostNamespaces, in_container: bool) -> Verdic
                 Verdict::Benign
             }
         }
-        Some(EventKind::Exit) | None => Verdict::Benign,
+        Some(EventKind::Exit) | Some(EventKind::Behaviour) | None => Verdict::Benign,
     }
 }
 

@@ -1,0 +1,527 @@
+//! Behaviour hooks: what a containerised task does that the rules engine looks at (sensitive
+//! files, runtime sockets, module loads, ptrace, device nodes, bpf, chroot, mounts, execs).
+//!
+//! Host tasks return after one map lookup and a flag test. For container tasks every filter
+//! the kernel can apply cheaply runs here, so that an ordinary open costs a few pointer reads
+//! and produces nothing: only files on kernel filesystems opened for writing, block devices,
+//! a short list of credential file names and files created under /dev leave the kernel.
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
+        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use dcea_common::{
+    ABSENT, Behaviour, CGROUP_NAME_LEN, EventKind, Hook, NsKind, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState,
+    arg, flags, stats,
+};
+
+use crate::{
+    DCEA_EVENTS, DCEA_TASKS, RING_BYTES, count, current_ids,
+    task::{FileInfo, Task, config, dentry_name_words, dentry_parent, path_components, read_ptr},
+};
+
+/// `TASK_CONTAINER` when the task runs in a non-host PID namespace or a container's cgroup.
+#[inline(always)]
+pub fn container_flag(task: Task, snap: &TaskSnapshot) -> u32 {
+    let host_pid: u32 = config!(host_ns[NsKind::Pid.index()]);
+    let pid_ns = snap.ns[NsKind::Pid.index()];
+    if host_pid != 0 && pid_ns != 0 && pid_ns != host_pid {
+        return TASK_CONTAINER;
+    }
+    let mut leaf = [0u8; CGROUP_NAME_LEN];
+    if task.cgroup_leaf_has_container_id(&mut leaf) { TASK_CONTAINER } else { 0 }
+}
+
+/// Flags of a task learnt after it started: a containerised one is assumed past its setup.
+#[inline(always)]
+pub fn learnt_flags(task: Task, snap: &TaskSnapshot) -> u32 {
+    let container = container_flag(task, snap);
+    if container != 0 { container | TASK_EXECED } else { 0 }
+}
+
+/// Behaviour flags from a task's state flags.
+#[inline(always)]
+fn record_flags(state_flags: u32) -> u32 {
+    if state_flags & TASK_EXECED == 0 { flags::RUNTIME_SETUP } else { 0 }
+}
+
+/// The current task, its snapshot and the record flags its state implies, when it is
+/// containerised; learns a task seen first here.
+#[inline(always)]
+fn current_container_task() -> Option<(Task, TaskSnapshot, u32)> {
+    let (pid, _) = current_ids()?;
+    let task = Task(unsafe { bpf_get_current_task() });
+    if let Some(state) = DCEA_TASKS.get_ptr(pid) {
+        // SAFETY: map value pointer valid for this program run.
+        let state = unsafe { &*state };
+        return if state.flags & TASK_CONTAINER != 0 {
+            Some((task, state.snap, record_flags(state.flags)))
+        } else {
+            None
+        };
+    }
+    let (nsproxy, cred) = (task.nsproxy(), task.cred());
+    if nsproxy == 0 || cred == 0 {
+        return None;
+    }
+    let snap = task.snapshot(nsproxy, cred);
+    let state_flags = learnt_flags(task, &snap);
+    let state = TaskState { snap, nsproxy, cred, flags: state_flags, _pad: 0 };
+    if DCEA_TASKS.insert(pid, state, 0).is_err() {
+        count(stats::TASKS_FULL);
+    }
+    if state_flags != 0 { Some((task, snap, record_flags(state_flags))) } else { None }
+}
+
+/// Fill the common part of a behaviour record, let `fill` add the hook's strings, submit.
+/// `wake`: the agent is woken at once (everything but execs, which it drains every 20 ms).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn emit<F: FnOnce(&mut Behaviour)>(
+    hook: Hook,
+    task: Task,
+    snap: &TaskSnapshot,
+    ret: i64,
+    args: [u64; 4],
+    extra_flags: u32,
+    wake: bool,
+    fill: F,
+) {
+    let Some(mut entry) = DCEA_EVENTS.reserve::<Behaviour>(0) else {
+        count(stats::RINGBUF_FULL);
+        return;
+    };
+    // SAFETY: a reserved record of size_of::<Behaviour>() bytes; every field is written (no
+    // memset: the verifier would walk it byte by byte); strings are NUL-terminated.
+    unsafe {
+        let ev = &mut *entry.as_mut_ptr();
+        ev.kind = EventKind::Behaviour as u32;
+        ev.hook = hook as u32;
+        ev.pid = task.pid();
+        ev.tgid = task.tgid();
+        let parent = task.parent();
+        ev.ppid = parent.tgid();
+        ev.ktime_ns = bpf_ktime_get_ns();
+        ev.ret = ret;
+        ev.args = args;
+        ev.snap = *snap;
+        task.comm(&mut ev.comm);
+        parent.comm(&mut ev.parent_comm);
+        let mut fl = extra_flags | flags::CONTAINER;
+        if task.exe_components(&mut ev.exe) {
+            fl |= flags::EXE_TRUNCATED;
+        }
+        if task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent) {
+            fl |= flags::CGROUP_RESOLVED;
+        }
+        ev.flags = fl;
+        ev.path[0] = 0;
+        ev.arg[0] = 0;
+        ev.fstype[0] = 0;
+        let mut i = 0;
+        while i < ev.file.len() {
+            ev.file[i][0] = 0;
+            i += 1;
+        }
+        fill(ev);
+    }
+    let wake = if wake || DCEA_EVENTS.query(BPF_RB_AVAIL_DATA as u64) > RING_BYTES as u64 / 2 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(wake as u64);
+    count(stats::EMITTED);
+    count(stats::BEHAVIOURS);
+}
+
+#[inline(always)]
+fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
+    // syscalls:sys_enter_*: `int __syscall_nr` at 8, then six 8-byte arguments from 16.
+    unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn user_str(ptr: u64, dst: &mut [u8]) {
+    if ptr == 0 || unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, dst) }.is_err() {
+        dst[0] = 0;
+    }
+}
+
+// Superblock magics (include/uapi/linux/magic.h) of the kernel's own filesystems.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+const SYSFS_MAGIC: u64 = 0x6265_6572;
+const CGROUP_SUPER_MAGIC: u64 = 0x0027_e0eb;
+const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
+const DEBUGFS_MAGIC: u64 = 0x6462_6720;
+const TRACEFS_MAGIC: u64 = 0x7472_6163;
+const SECURITYFS_MAGIC: u64 = 0x7363_6673;
+const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
+
+const FMODE_WRITE: u32 = 0x2;
+const S_IFMT: u32 = 0o170000;
+const S_IFBLK: u32 = 0o060000;
+const S_IFCHR: u32 = 0o020000;
+const O_CREAT: u64 = 0o100;
+
+/// A name as the two words [`dentry_name_words`] produces (first 16 bytes, zero-padded; a
+/// longer name is cut to 15 bytes and a NUL by the kernel's string copy).
+const fn name_words(name: &[u8]) -> (u64, u64) {
+    let mut b = [0u8; 16];
+    let mut i = 0;
+    while i < name.len() && i < 15 {
+        b[i] = name[i];
+        i += 1;
+    }
+    (
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+    )
+}
+
+/// Files whose access from a container is always worth a rule's look, whatever the access.
+const SENSITIVE_NAMES: [(u64, u64); 13] = [
+    name_words(b"shadow"),
+    name_words(b"shadow-"),
+    name_words(b"gshadow"),
+    name_words(b"sudoers"),
+    name_words(b"authorized_keys"),
+    name_words(b"id_rsa"),
+    name_words(b"id_dsa"),
+    name_words(b"id_ecdsa"),
+    name_words(b"id_ed25519"),
+    name_words(b"kcore"),
+    name_words(b"kmem"),
+    name_words(b"mem"),
+    name_words(b"docker.sock"),
+];
+
+/// cgroup v1 files that run a host program on the host's behalf (the release_agent escape).
+const CGROUP_ESCAPE_NAMES: [(u64, u64); 2] = [name_words(b"release_agent"), name_words(b"notify_on_release")];
+
+const DEV: (u64, u64) = name_words(b"dev");
+
+#[inline(always)]
+fn in_table<const N: usize>(words: (u64, u64), table: &[(u64, u64); N]) -> bool {
+    let mut hit = false;
+    let mut i = 0;
+    while i < N {
+        hit |= words.0 == table[i].0 && words.1 == table[i].1;
+        i += 1;
+    }
+    hit
+}
+
+#[inline(always)]
+fn open_is_interesting(info: &FileInfo, created: bool) -> bool {
+    let m = info.s_magic;
+    let write = info.f_mode & FMODE_WRITE != 0;
+    if m == DEBUGFS_MAGIC || m == TRACEFS_MAGIC || m == SECURITYFS_MAGIC || m == BPF_FS_MAGIC {
+        return true;
+    }
+    if write && (m == PROC_SUPER_MAGIC || m == SYSFS_MAGIC) {
+        return true;
+    }
+    if info.i_mode & S_IFMT == S_IFBLK {
+        return true;
+    }
+    let name = dentry_name_words(info.dentry);
+    if write && (m == CGROUP_SUPER_MAGIC || m == CGROUP2_SUPER_MAGIC) && in_table(name, &CGROUP_ESCAPE_NAMES) {
+        return true;
+    }
+    if in_table(name, &SENSITIVE_NAMES) {
+        return true;
+    }
+    created && dentry_name_words(parent_dir(info)) == DEV
+}
+
+/// The directory holding the file, stepping to the mount point when the parent is the root of
+/// the file's mount (a container's /dev is a tmpfs mounted on `dev`).
+#[inline(always)]
+fn parent_dir(info: &FileInfo) -> u64 {
+    let parent = dentry_parent(info.dentry);
+    let (mount_mnt, mnt_root, mnt_mountpoint): (u32, u32, u32) =
+        (config!(offsets.mount_mnt), config!(offsets.vfsmount_mnt_root), config!(offsets.mount_mnt_mountpoint));
+    if info.vfsmount == 0 || mount_mnt == ABSENT || parent != read_ptr(info.vfsmount, mnt_root) {
+        return parent;
+    }
+    read_ptr(info.vfsmount - mount_mnt as u64, mnt_mountpoint)
+}
+
+/// open/openat/openat2 return: the descriptor names the file the kernel really opened
+/// (relative paths, symlinks and `..` already resolved), so the filter cannot be dodged by
+/// spelling the path differently.
+#[inline(always)]
+fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
+    let ret = crate::sys_exit_ret(ctx);
+    if ret < 0 {
+        return;
+    }
+    let Some((task, snap, setup)) = current_container_task() else {
+        return;
+    };
+    let file = task.fd_file(ret as u32);
+    if file == 0 {
+        return;
+    }
+    let info = FileInfo::read(file);
+    let fmode_created: u32 = config!(offsets.fmode_created);
+    let created = fmode_created != 0 && info.f_mode & fmode_created != 0;
+    if !open_is_interesting(&info, created) {
+        return;
+    }
+    let open_flags = info.f_flags as u64 | if created { O_CREAT } else { 0 };
+    let args = [open_flags, info.i_mode as u64, info.s_dev as u64, info.s_magic];
+    let extra = if created { flags::FILE_CREATED } else { 0 };
+    emit(hook, task, &snap, ret, args, extra | setup, true, |ev| {
+        if path_components(info.vfsmount, info.dentry, &mut ev.file) {
+            ev.flags |= flags::FILE_TRUNCATED;
+        }
+    });
+}
+
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    on_open_exit(Hook::Open, &ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    on_open_exit(Hook::Openat, &ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    on_open_exit(Hook::Openat2, &ctx);
+    0
+}
+
+const AF_UNIX: u16 = 1;
+/// `sizeof(sockaddr_un.sun_path)`.
+const SUN_PATH_LEN: usize = 108;
+
+/// connect(fd, addr, len) on a unix socket: the runtimes' control sockets live here.
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    let Some((task, snap, setup)) = current_container_task() else {
+        return 0;
+    };
+    let addr = syscall_arg(&ctx, 1);
+    let len = syscall_arg(&ctx, 2);
+    // SAFETY: bpf_probe_read_user tolerates any address.
+    let family = unsafe { bpf_probe_read_user(addr as *const u16) }.unwrap_or(0);
+    if family != AF_UNIX {
+        return 0;
+    }
+    emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | setup, true, |ev| {
+        // Raw bytes: an abstract socket's name starts with a NUL (userspace renders it '@').
+        let sun_path = unsafe { &mut *(ev.path.as_mut_ptr() as *mut [u8; SUN_PATH_LEN]) };
+        if unsafe { bpf_probe_read_user_buf((addr + 2) as *const u8, sun_path) }.is_err() {
+            user_str(addr + 2, &mut ev.path);
+        }
+        ev.path[SUN_PATH_LEN] = 0;
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
+    let Some((task, snap, setup)) = current_container_task() else {
+        return 0;
+    };
+    let (len, params) = (syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
+    emit(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT | setup, true, |ev| {
+        user_str(params, &mut ev.arg);
+    });
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
+    let Some((task, snap, setup)) = current_container_task() else {
+        return 0;
+    };
+    let (fd, params, module_flags) = (syscall_arg(&ctx, 0), syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
+    let file = task.fd_file(fd as u32);
+    let info = FileInfo::read(file);
+    let args = [module_flags, info.i_mode as u64, info.s_dev as u64, info.s_magic];
+    emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT | setup, true, |ev| {
+        user_str(params, &mut ev.arg);
+        if file != 0 && path_components(info.vfsmount, info.dentry, &mut ev.file) {
+            ev.flags |= flags::FILE_TRUNCATED;
+        }
+    });
+    0
+}
+
+/// ptrace requests that take control of another process or write into it.
+#[inline(always)]
+fn ptrace_takes_control(request: u64) -> bool {
+    const PTRACE_POKETEXT: u64 = 4;
+    const PTRACE_POKEDATA: u64 = 5;
+    const PTRACE_POKEUSER: u64 = 6;
+    const PTRACE_SETREGS: u64 = 13;
+    const PTRACE_SETFPREGS: u64 = 15;
+    const PTRACE_ATTACH: u64 = 16;
+    const PTRACE_SETREGSET: u64 = 0x4205;
+    const PTRACE_SEIZE: u64 = 0x4206;
+    matches!(
+        request,
+        PTRACE_POKETEXT
+            | PTRACE_POKEDATA
+            | PTRACE_POKEUSER
+            | PTRACE_SETREGS
+            | PTRACE_SETFPREGS
+            | PTRACE_ATTACH
+            | PTRACE_SETREGSET
+            | PTRACE_SEIZE
+    )
+}
+
+#[tracepoint]
+pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
+    let request = syscall_arg(&ctx, 0);
+    if !ptrace_takes_control(request) {
+        return 0;
+    }
+    let Some((task, snap, setup)) = current_container_task() else {
+        return 0;
+    };
+    let target = syscall_arg(&ctx, 1);
+    emit(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT | setup, true, |_| {});
+    0
+}
+
+#[inline(always)]
+fn on_mknod(hook: Hook, path: u64, mode: u64, dev: u64) {
+    let kind = mode as u32 & S_IFMT;
+    if kind != S_IFBLK && kind != S_IFCHR {
+        return; // fifos, sockets and regular files are not devices
+    }
+    let Some((task, snap, setup)) = current_container_task() else {
+        return;
+    };
+    emit(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT | setup, true, |ev| {
+        user_str(path, &mut ev.path);
+    });
+}
+
+#[tracepoint]
+pub fn sys_enter_mknod(ctx: TracePointContext) -> u32 {
+    on_mknod(Hook::Mknod, syscall_arg(&ctx, 0), syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_mknodat(ctx: TracePointContext) -> u32 {
+    on_mknod(Hook::Mknodat, syscall_arg(&ctx, 1), syscall_arg(&ctx, 2), syscall_arg(&ctx, 3));
+    0
+}
+
+/// bpf() commands that load code into the kernel or create objects; lookups and updates of
+/// existing maps (the bulk of bpf() traffic) stay in the kernel.
+#[inline(always)]
+fn bpf_cmd_loads(cmd: u64) -> bool {
+    const BPF_MAP_CREATE: u64 = 0;
+    const BPF_PROG_LOAD: u64 = 5;
+    const BPF_PROG_ATTACH: u64 = 8;
+    const BPF_RAW_TRACEPOINT_OPEN: u64 = 17;
+    const BPF_BTF_LOAD: u64 = 18;
+    const BPF_LINK_CREATE: u64 = 28;
+    matches!(
+        cmd,
+        BPF_MAP_CREATE | BPF_PROG_LOAD | BPF_PROG_ATTACH | BPF_RAW_TRACEPOINT_OPEN | BPF_BTF_LOAD | BPF_LINK_CREATE
+    )
+}
+
+#[tracepoint]
+pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
+    let cmd = syscall_arg(&ctx, 0);
+    if !bpf_cmd_loads(cmd) {
+        return 0;
+    }
+    let Some((task, snap, setup)) = current_container_task() else {
+        return 0;
+    };
+    emit(Hook::Bpf, task, &snap, 0, [cmd, 0, 0, 0], flags::BEFORE_RESULT | setup, true, |_| {});
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_chroot(ctx: TracePointContext) -> u32 {
+    let Some((task, snap, setup)) = current_container_task() else {
+        return 0;
+    };
+    let path = syscall_arg(&ctx, 0);
+    emit(Hook::Chroot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT | setup, true, |ev| user_str(path, &mut ev.path));
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_pivot_root(ctx: TracePointContext) -> u32 {
+    let Some((task, snap, setup)) = current_container_task() else {
+        return 0;
+    };
+    let (new_root, put_old) = (syscall_arg(&ctx, 0), syscall_arg(&ctx, 1));
+    emit(Hook::PivotRoot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT | setup, true, |ev| {
+        user_str(new_root, &mut ev.path);
+        user_str(put_old, &mut ev.arg);
+    });
+    0
+}
+
+/// mount(source, target, fstype, flags, data) by a container task.
+#[inline(always)]
+pub fn on_mount_enter(ctx: &TracePointContext) {
+    let Some((task, snap, setup)) = current_container_task() else {
+        return;
+    };
+    let (source, target, fstype, mount_flags) =
+        (syscall_arg(ctx, 0), syscall_arg(ctx, 1), syscall_arg(ctx, 2), syscall_arg(ctx, 3));
+    emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT | setup, true, |ev| {
+        user_str(target, &mut ev.path);
+        user_str(source, &mut ev.arg);
+        user_str(fstype, &mut ev.fstype);
+    });
+}
+
+/// sched_process_exec: decide again whether the task is containerised (runtimes move it into
+/// the container's cgroup between fork and exec) and report execs in containers.
+#[inline(always)]
+pub fn on_exec(ctx: &TracePointContext) {
+    let Some((pid, _)) = current_ids() else {
+        return;
+    };
+    let Some(state) = DCEA_TASKS.get_ptr_mut(pid) else {
+        return;
+    };
+    let task = Task(unsafe { bpf_get_current_task() });
+    // SAFETY: map value pointer valid for this program run.
+    let state = unsafe { &mut *state };
+    let container = container_flag(task, &state.snap);
+    if container == 0 {
+        state.flags &= !TASK_CONTAINER;
+        return;
+    }
+    // From here on the task runs the container's own programs.
+    state.flags |= TASK_CONTAINER | TASK_EXECED;
+    let snap = state.snap;
+    // `__data_loc char[] filename` at offset 8: low 16 bits offset, high 16 bits length.
+    let filename_loc = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
+    let filename = ctx.as_ptr() as u64 + (filename_loc & 0xffff) as u64;
+    emit(Hook::Exec, task, &snap, 0, [0; 4], 0, false, |ev| {
+        if filename_loc == 0 || unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.path) }.is_err()
+        {
+            ev.path[0] = 0;
+        }
+        ev.args[arg::FLAGS] = task.argv(&mut ev.arg);
+    });
+}
