@@ -211,7 +211,8 @@ pub mod flags {
     pub const FILE_TRUNCATED: u32 = 1 << 10;
     /// Behaviour: the open created the file (`FMODE_CREATED`).
     pub const FILE_CREATED: u32 = 1 << 11;
-    /// Behaviour: the container runtime preparing the container ([`crate::TASK_EXECED`] unset).
+    /// Transition: the container runtime preparing the container ([`crate::TASK_EXECED`]
+    /// unset). Behaviour records are never sent for such tasks.
     pub const RUNTIME_SETUP: u32 = 1 << 12;
 }
 

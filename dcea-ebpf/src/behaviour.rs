@@ -45,26 +45,24 @@ pub fn learnt_flags(task: Task, snap: &TaskSnapshot) -> u32 {
     if container != 0 { container | TASK_EXECED } else { 0 }
 }
 
-/// Behaviour flags from a task's state flags.
+/// Tasks whose behaviour the rules look at: containerised and past the runtime's setup. The
+/// runtime preparing a container (runc's init mounting /proc and /sys, creating /dev nodes,
+/// pivot_root) runs trusted host code; reporting it would be a hundred records per start.
 #[inline(always)]
-fn record_flags(state_flags: u32) -> u32 {
-    if state_flags & TASK_EXECED == 0 { flags::RUNTIME_SETUP } else { 0 }
+fn watched(state_flags: u32) -> bool {
+    state_flags & (TASK_CONTAINER | TASK_EXECED) == TASK_CONTAINER | TASK_EXECED
 }
 
-/// The current task, its snapshot and the record flags its state implies, when it is
-/// containerised; learns a task seen first here.
+/// The current task and its snapshot when its behaviour is watched; learns a task seen first
+/// here.
 #[inline(always)]
-fn current_container_task() -> Option<(Task, TaskSnapshot, u32)> {
+fn current_container_task() -> Option<(Task, TaskSnapshot)> {
     let (pid, _) = current_ids()?;
     let task = Task(unsafe { bpf_get_current_task() });
     if let Some(state) = DCEA_TASKS.get_ptr(pid) {
         // SAFETY: map value pointer valid for this program run.
         let state = unsafe { &*state };
-        return if state.flags & TASK_CONTAINER != 0 {
-            Some((task, state.snap, record_flags(state.flags)))
-        } else {
-            None
-        };
+        return if watched(state.flags) { Some((task, state.snap)) } else { None };
     }
     let (nsproxy, cred) = (task.nsproxy(), task.cred());
     if nsproxy == 0 || cred == 0 {
@@ -76,7 +74,7 @@ fn current_container_task() -> Option<(Task, TaskSnapshot, u32)> {
     if DCEA_TASKS.insert(pid, state, 0).is_err() {
         count(stats::TASKS_FULL);
     }
-    if state_flags != 0 { Some((task, snap, record_flags(state_flags))) } else { None }
+    if watched(state_flags) { Some((task, snap)) } else { None }
 }
 
 /// Fill the common part of a behaviour record, let `fill` add the hook's strings, submit.
@@ -263,7 +261,7 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
     if ret < 0 {
         return;
     }
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return;
     };
     let file = task.fd_file(ret as u32);
@@ -279,7 +277,7 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
     let open_flags = info.f_flags as u64 | if created { O_CREAT } else { 0 };
     let args = [open_flags, info.i_mode as u64, info.s_dev as u64, info.s_magic];
     let extra = if created { flags::FILE_CREATED } else { 0 };
-    emit(hook, task, &snap, ret, args, extra | setup, true, |ev| {
+    emit(hook, task, &snap, ret, args, extra, true, |ev| {
         if path_components(info.vfsmount, info.dentry, &mut ev.file) {
             ev.flags |= flags::FILE_TRUNCATED;
         }
@@ -311,7 +309,7 @@ const SUN_PATH_LEN: usize = 108;
 /// connect(fd, addr, len) on a unix socket: the runtimes' control sockets live here.
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return 0;
     };
     let addr = syscall_arg(&ctx, 1);
@@ -321,7 +319,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     if family != AF_UNIX {
         return 0;
     }
-    emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | setup, true, |ev| {
+    emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT, true, |ev| {
         // Raw bytes: an abstract socket's name starts with a NUL (userspace renders it '@').
         let sun_path = unsafe { &mut *(ev.path.as_mut_ptr() as *mut [u8; SUN_PATH_LEN]) };
         if unsafe { bpf_probe_read_user_buf((addr + 2) as *const u8, sun_path) }.is_err() {
@@ -334,11 +332,11 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return 0;
     };
     let (len, params) = (syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
-    emit(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT | setup, true, |ev| {
+    emit(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT, true, |ev| {
         user_str(params, &mut ev.arg);
     });
     0
@@ -346,14 +344,14 @@ pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return 0;
     };
     let (fd, params, module_flags) = (syscall_arg(&ctx, 0), syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
     let file = task.fd_file(fd as u32);
     let info = FileInfo::read(file);
     let args = [module_flags, info.i_mode as u64, info.s_dev as u64, info.s_magic];
-    emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT | setup, true, |ev| {
+    emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT, true, |ev| {
         user_str(params, &mut ev.arg);
         if file != 0 && path_components(info.vfsmount, info.dentry, &mut ev.file) {
             ev.flags |= flags::FILE_TRUNCATED;
@@ -392,11 +390,11 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     if !ptrace_takes_control(request) {
         return 0;
     }
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return 0;
     };
     let target = syscall_arg(&ctx, 1);
-    emit(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT | setup, true, |_| {});
+    emit(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT, true, |_| {});
     0
 }
 
@@ -406,10 +404,10 @@ fn on_mknod(hook: Hook, path: u64, mode: u64, dev: u64) {
     if kind != S_IFBLK && kind != S_IFCHR {
         return; // fifos, sockets and regular files are not devices
     }
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return;
     };
-    emit(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT | setup, true, |ev| {
+    emit(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT, true, |ev| {
         user_str(path, &mut ev.path);
     });
 }
@@ -448,30 +446,30 @@ pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
     if !bpf_cmd_loads(cmd) {
         return 0;
     }
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return 0;
     };
-    emit(Hook::Bpf, task, &snap, 0, [cmd, 0, 0, 0], flags::BEFORE_RESULT | setup, true, |_| {});
+    emit(Hook::Bpf, task, &snap, 0, [cmd, 0, 0, 0], flags::BEFORE_RESULT, true, |_| {});
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_chroot(ctx: TracePointContext) -> u32 {
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return 0;
     };
     let path = syscall_arg(&ctx, 0);
-    emit(Hook::Chroot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT | setup, true, |ev| user_str(path, &mut ev.path));
+    emit(Hook::Chroot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT, true, |ev| user_str(path, &mut ev.path));
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_pivot_root(ctx: TracePointContext) -> u32 {
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return 0;
     };
     let (new_root, put_old) = (syscall_arg(&ctx, 0), syscall_arg(&ctx, 1));
-    emit(Hook::PivotRoot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT | setup, true, |ev| {
+    emit(Hook::PivotRoot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT, true, |ev| {
         user_str(new_root, &mut ev.path);
         user_str(put_old, &mut ev.arg);
     });
@@ -481,12 +479,12 @@ pub fn sys_enter_pivot_root(ctx: TracePointContext) -> u32 {
 /// mount(source, target, fstype, flags, data) by a container task.
 #[inline(always)]
 pub fn on_mount_enter(ctx: &TracePointContext) {
-    let Some((task, snap, setup)) = current_container_task() else {
+    let Some((task, snap)) = current_container_task() else {
         return;
     };
     let (source, target, fstype, mount_flags) =
         (syscall_arg(ctx, 0), syscall_arg(ctx, 1), syscall_arg(ctx, 2), syscall_arg(ctx, 3));
-    emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT | setup, true, |ev| {
+    emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT, true, |ev| {
         user_str(target, &mut ev.path);
         user_str(source, &mut ev.arg);
         user_str(fstype, &mut ev.fstype);

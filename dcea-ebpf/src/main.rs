@@ -91,6 +91,9 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
                 let mut extra = if at_entry { flags::AT_ENTRY } else { 0 };
                 if state.flags & TASK_CONTAINER != 0 {
                     extra |= flags::CONTAINER;
+                    if state.flags & TASK_EXECED == 0 {
+                        extra |= flags::RUNTIME_SETUP;
+                    }
                 }
                 if emit(EventKind::Transition, hook, task, &old, &new, extra, ret, true) {
                     state.flags |= TASK_REPORTED;
@@ -301,7 +304,11 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     let container =
         if host_pid != 0 && pid_ns != 0 && pid_ns != host_pid { container | TASK_CONTAINER } else { container };
     let mut state = TaskState { snap: new, nsproxy, cred, flags: container, _pad: 0 };
-    let extra = if container & TASK_CONTAINER != 0 { flags::CONTAINER } else { 0 };
+    let extra = match (container & TASK_CONTAINER != 0, container & TASK_EXECED != 0) {
+        (true, true) => flags::CONTAINER,
+        (true, false) => flags::CONTAINER | flags::RUNTIME_SETUP,
+        _ => 0,
+    };
     if !old.same_namespaces(&new) && emit(EventKind::Transition, Hook::Fork, child, &old, &new, extra, 0, false) {
         state.flags |= TASK_REPORTED;
     }
