@@ -22,7 +22,7 @@ use dcea_common::{
 };
 
 use crate::{
-    DCEA_EVENTS, DCEA_TASKS, RING_BYTES, count, current_ids,
+    DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, RING_BYTES, count, current_ids,
     task::{FileInfo, Task, config, dentry_name_words, dentry_parent, path_components, read_ptr},
 };
 
@@ -34,15 +34,22 @@ pub fn container_flag(task: Task, snap: &TaskSnapshot) -> u32 {
     if host_pid != 0 && pid_ns != 0 && pid_ns != host_pid {
         return TASK_CONTAINER;
     }
-    let mut leaf = [0u8; CGROUP_NAME_LEN];
-    if task.cgroup_leaf_has_container_id(&mut leaf) { TASK_CONTAINER } else { 0 }
+    // The leaf name goes to a per-CPU buffer: 128 bytes on the stack of every caller would
+    // push the larger programs past the 512-byte BPF stack.
+    let Some(leaf) = DCEA_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU slot, used only within this call on this CPU.
+    if task.cgroup_leaf_has_container_id(unsafe { &mut *leaf }) { TASK_CONTAINER } else { 0 }
 }
 
-/// Flags of a task learnt after it started: a containerised one is assumed past its setup.
+/// Flags of a task first seen after it started, from its PID namespace alone: the cgroup test
+/// costs the verifier a 256-byte walk at every call site, so it runs in one program, at exec
+/// (where runtimes have placed the task in the container's cgroup). A task of a
+/// `--pid=host` container that predates the agent is recognised at its next exec.
 #[inline(always)]
-pub fn learnt_flags(task: Task, snap: &TaskSnapshot) -> u32 {
-    let container = container_flag(task, snap);
-    if container != 0 { container | TASK_EXECED } else { 0 }
+pub fn learnt_flags(snap: &TaskSnapshot) -> u32 {
+    let host_pid: u32 = config!(host_ns[NsKind::Pid.index()]);
+    let pid_ns = snap.ns[NsKind::Pid.index()];
+    if host_pid != 0 && pid_ns != 0 && pid_ns != host_pid { TASK_CONTAINER | TASK_EXECED } else { 0 }
 }
 
 /// Tasks whose behaviour the rules look at: containerised and past the runtime's setup. The
@@ -69,7 +76,7 @@ fn current_container_task() -> Option<(Task, TaskSnapshot)> {
         return None;
     }
     let snap = task.snapshot(nsproxy, cred);
-    let state_flags = learnt_flags(task, &snap);
+    let state_flags = learnt_flags(&snap);
     let state = TaskState { snap, nsproxy, cred, flags: state_flags, _pad: 0 };
     if DCEA_TASKS.insert(pid, state, 0).is_err() {
         count(stats::TASKS_FULL);
@@ -184,11 +191,14 @@ const fn name_words(name: &[u8]) -> (u64, u64) {
 }
 
 /// Files whose access from a container is always worth a rule's look, whatever the access.
-const SENSITIVE_NAMES: [(u64, u64); 13] = [
+const SENSITIVE_NAMES: [(u64, u64); 16] = [
     name_words(b"shadow"),
     name_words(b"shadow-"),
     name_words(b"gshadow"),
+    name_words(b"gshadow-"),
     name_words(b"sudoers"),
+    name_words(b"pam.conf"),
+    name_words(b"opasswd"),
     name_words(b"authorized_keys"),
     name_words(b"id_rsa"),
     name_words(b"id_dsa"),
@@ -202,6 +212,9 @@ const SENSITIVE_NAMES: [(u64, u64); 13] = [
 
 /// cgroup v1 files that run a host program on the host's behalf (the release_agent escape).
 const CGROUP_ESCAPE_NAMES: [(u64, u64); 2] = [name_words(b"release_agent"), name_words(b"notify_on_release")];
+
+/// Directories whose every file is sensitive (keys, PAM stacks, sudo drop-ins).
+const SENSITIVE_DIRS: [(u64, u64); 3] = [name_words(b".ssh"), name_words(b"pam.d"), name_words(b"sudoers.d")];
 
 const DEV: (u64, u64) = name_words(b"dev");
 
@@ -236,7 +249,8 @@ fn open_is_interesting(info: &FileInfo, created: bool) -> bool {
     if in_table(name, &SENSITIVE_NAMES) {
         return true;
     }
-    created && dentry_name_words(parent_dir(info)) == DEV
+    let dir = dentry_name_words(parent_dir(info));
+    in_table(dir, &SENSITIVE_DIRS) || (created && dir == DEV)
 }
 
 /// The directory holding the file, stepping to the mount point when the parent is the root of
@@ -274,8 +288,8 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
     if !open_is_interesting(&info, created) {
         return;
     }
-    let open_flags = info.f_flags as u64 | if created { O_CREAT } else { 0 };
-    let args = [open_flags, info.i_mode as u64, info.s_dev as u64, info.s_magic];
+    let open_flags = info.f_flags() as u64 | if created { O_CREAT } else { 0 };
+    let args = [open_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
     let extra = if created { flags::FILE_CREATED } else { 0 };
     emit(hook, task, &snap, ret, args, extra, true, |ev| {
         if path_components(info.vfsmount, info.dentry, &mut ev.file) {
@@ -350,7 +364,7 @@ pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
     let (fd, params, module_flags) = (syscall_arg(&ctx, 0), syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
     let file = task.fd_file(fd as u32);
     let info = FileInfo::read(file);
-    let args = [module_flags, info.i_mode as u64, info.s_dev as u64, info.s_magic];
+    let args = [module_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
     emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT, true, |ev| {
         user_str(params, &mut ev.arg);
         if file != 0 && path_components(info.vfsmount, info.dentry, &mut ev.file) {

@@ -44,6 +44,10 @@ static DCEA_TASKS: LruHashMap<u32, TaskState> = LruHashMap::with_max_entries(327
 #[map]
 static DCEA_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
 
+/// Per-CPU room for a cgroup name (too big for the stacks of the larger programs).
+#[map]
+static DCEA_SCRATCH: PerCpuArray<[u8; dcea_common::CGROUP_NAME_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
 const SIGKILL: u32 = 9;
 
 #[inline(always)]
@@ -102,7 +106,7 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
         }
         None => {
             let snap = task.snapshot(nsproxy, cred);
-            let flags = behaviour::learnt_flags(task, &snap);
+            let flags = behaviour::learnt_flags(&snap);
             let state = TaskState { snap, nsproxy, cred, flags, _pad: 0 };
             if DCEA_TASKS.insert(pid, state, 0).is_err() {
                 count(stats::TASKS_FULL);
@@ -295,7 +299,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     let (old, container) = match DCEA_TASKS.get_ptr(parent_pid) {
         // SAFETY: valid for this run.
         Some(state) => unsafe { ((*state).snap, (*state).flags & (TASK_CONTAINER | TASK_EXECED)) },
-        None => (parent.snapshot(parent.nsproxy(), parent.cred()), behaviour::learnt_flags(child, &new)),
+        None => (parent.snapshot(parent.nsproxy(), parent.cred()), behaviour::learnt_flags(&new)),
     };
     let host_pid: u32 = config!(host_ns[dcea_common::NsKind::Pid.index()]);
     let pid_ns = new.ns[dcea_common::NsKind::Pid.index()];
@@ -337,9 +341,14 @@ fn on_commit_creds(new_cred: u64) {
         return;
     }
     let host = config!(host_ns);
-    let mut cgroup = [0u8; dcea_common::CGROUP_NAME_LEN];
-    // Cheap pre-filter on the leaf name before reserving a record: only containers matter.
-    let container_cgroup = task.cgroup_leaf_has_container_id(&mut cgroup);
+    // Only containers matter: the task's state knows (decided at fork/exec with its cgroup);
+    // a task not seen yet is judged by its PID namespace alone.
+    let pid = bpf_get_current_pid_tgid() as u32;
+    let container_cgroup = match DCEA_TASKS.get_ptr(pid) {
+        // SAFETY: valid for this run.
+        Some(state) => (unsafe { (*state).flags } & TASK_CONTAINER) != 0,
+        None => false,
+    };
     if is_containerised(&old, &host, container_cgroup) {
         emit(EventKind::Creds, Hook::CommitCreds, task, &old, &new, 0, 0, true);
     }

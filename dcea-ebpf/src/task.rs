@@ -231,15 +231,17 @@ impl Task {
     }
 }
 
-/// What the behaviour hooks need to know about an open `struct file`.
+/// What the behaviour hooks need to know about an open `struct file`. Every open of a
+/// container task pays for these reads, so only what the filter needs is read here;
+/// [`FileInfo::f_flags`] and [`FileInfo::s_dev`] are read for the few that are reported.
 #[derive(Clone, Copy)]
 pub struct FileInfo {
+    pub file: u64,
     pub dentry: u64,
     pub vfsmount: u64,
-    pub f_flags: u32,
+    pub sb: u64,
     pub f_mode: u32,
     pub i_mode: u32,
-    pub s_dev: u32,
     pub s_magic: u64,
 }
 
@@ -252,14 +254,24 @@ impl FileInfo {
         let sb = read_ptr(dentry, config!(offsets.dentry_d_sb));
         let inode = read_ptr(dentry, config!(offsets.dentry_d_inode));
         FileInfo {
+            file,
             dentry,
             vfsmount,
-            f_flags: read::<u32>(file, config!(offsets.file_f_flags)).unwrap_or(0),
+            sb,
             f_mode: read::<u32>(file, config!(offsets.file_f_mode)).unwrap_or(0),
             i_mode: read::<u16>(inode, config!(offsets.inode_i_mode)).unwrap_or(0) as u32,
-            s_dev: read::<u32>(sb, config!(offsets.sb_s_dev)).unwrap_or(0),
             s_magic: read::<u64>(sb, config!(offsets.sb_s_magic)).unwrap_or(0),
         }
+    }
+
+    #[inline(always)]
+    pub fn f_flags(&self) -> u32 {
+        read::<u32>(self.file, config!(offsets.file_f_flags)).unwrap_or(0)
+    }
+
+    #[inline(always)]
+    pub fn s_dev(&self) -> u32 {
+        read::<u32>(self.sb, config!(offsets.sb_s_dev)).unwrap_or(0)
     }
 }
 
@@ -338,7 +350,8 @@ pub fn path_components(vfsmount: u64, dentry: u64, dst: &mut [[u8; EXE_COMPONENT
 }
 
 impl Task {
-    /// The `struct file *` behind descriptor `fd`; 0 when it is out of range or closed.
+    /// The `struct file *` behind descriptor `fd`, one the task just got or passed to a
+    /// syscall (so within the table: no bounds read on the hot path); 0 when unreadable.
     #[inline(always)]
     pub fn fd_file(self, fd: u32) -> u64 {
         let files = read_ptr(self.0, config!(offsets.task_files));

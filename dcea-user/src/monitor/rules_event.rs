@@ -1,0 +1,437 @@
+//! Kernel records as the rules engine sees them ([`EventView`]).
+//!
+//! Fields the kernel sent are read straight from the decoded record. The few that need /proc
+//! or the filesystem (ancestors beyond the parent, the command line of a non-exec event,
+//! whether the executable was written after the container started, the device of a new
+//! root, the ptrace target's container) are computed once, on first use, so a rule that never
+//! reaches them costs nothing.
+
+use std::{cell::OnceCell, fs, os::unix::fs::MetadataExt, sync::Arc};
+
+use dcea_common::{Event, Hook, NS_KINDS, NsKind, TaskSnapshot, arg};
+
+use super::behaviour::DecodedBehaviour;
+use crate::{
+    container::{ContainerRef, metadata::ContainerMeta, overlay},
+    rules::{
+        EventView,
+        event::{EvtType, Value},
+        fields::{FieldId, FieldRef, FlagKind, path_directory, path_filename},
+    },
+    sys::c_bytes_to_string,
+};
+
+/// The `evt.type` a kernel hook stands for, when rules look at it.
+pub fn evt_type_of(hook: Hook) -> Option<EvtType> {
+    Some(match hook {
+        Hook::Exec => EvtType::Execve,
+        Hook::Open => EvtType::Open,
+        Hook::Openat => EvtType::Openat,
+        Hook::Openat2 => EvtType::Openat2,
+        Hook::Connect => EvtType::Connect,
+        Hook::InitModule => EvtType::InitModule,
+        Hook::FinitModule => EvtType::FinitModule,
+        Hook::Ptrace => EvtType::Ptrace,
+        Hook::Mknod => EvtType::Mknod,
+        Hook::Mknodat => EvtType::Mknodat,
+        Hook::Bpf => EvtType::Bpf,
+        Hook::Chroot => EvtType::Chroot,
+        Hook::PivotRoot => EvtType::PivotRoot,
+        Hook::Mount => EvtType::Mount,
+        Hook::Unshare => EvtType::Unshare,
+        Hook::Clone | Hook::Fork => EvtType::Clone,
+        Hook::Clone3 => EvtType::Clone3,
+        Hook::Setns => EvtType::Setns,
+        Hook::MoveMount | Hook::Fsmount | Hook::OpenTree | Hook::Exit | Hook::CommitCreds => return None,
+    })
+}
+
+/// The `CLONE_NEW*` flag of each namespace kind (pid_for_children is made by CLONE_NEWPID).
+pub fn clone_flags(changed_mask: u32) -> u64 {
+    let flag = |k: NsKind| -> u64 {
+        (match k {
+            NsKind::Mnt => libc::CLONE_NEWNS,
+            NsKind::Pid | NsKind::PidForChildren => libc::CLONE_NEWPID,
+            NsKind::Net => libc::CLONE_NEWNET,
+            NsKind::Uts => libc::CLONE_NEWUTS,
+            NsKind::Ipc => libc::CLONE_NEWIPC,
+            NsKind::User => libc::CLONE_NEWUSER,
+            NsKind::Cgroup => libc::CLONE_NEWCGROUP,
+            NsKind::Time => 0x80, // CLONE_NEWTIME
+        }) as u32 as u64
+    };
+    NsKind::ALL.iter().filter(|k| changed_mask & k.bit() != 0).fold(0, |m, k| m | flag(*k))
+}
+
+/// Falco's proc.exe (argv[0]), proc.args and proc.cmdline (the name, then the arguments).
+struct Cmdline {
+    exe: String,
+    args: String,
+    cmdline: String,
+}
+
+/// What both record kinds provide.
+enum Source<'a> {
+    Behaviour(&'a DecodedBehaviour),
+    Transition { ev: &'a Event, comm: String, parent_comm: String, exe: String, flags: u64 },
+}
+
+/// One kernel record plus the context the agent knows about its task.
+pub struct KernelEvent<'a> {
+    source: Source<'a>,
+    evt_type: EvtType,
+    epoch_ns: u64,
+    host_ns: &'a [u32; NS_KINDS],
+    container: Option<&'a ContainerRef>,
+    meta: Option<Arc<ContainerMeta>>,
+    ancestors: OnceCell<Vec<(i64, String)>>,
+    cmdline: OnceCell<Option<Cmdline>>,
+    upper_layer: OnceCell<Option<bool>>,
+    root_dev: OnceCell<Option<(i64, i64)>>,
+    target_container: OnceCell<String>,
+}
+
+impl<'a> KernelEvent<'a> {
+    pub fn behaviour(
+        b: &'a DecodedBehaviour,
+        epoch_ns: u64,
+        host_ns: &'a [u32; NS_KINDS],
+        container: Option<&'a ContainerRef>,
+        meta: Option<Arc<ContainerMeta>>,
+    ) -> Option<KernelEvent<'a>> {
+        Some(Self::new(Source::Behaviour(b), evt_type_of(b.hook)?, epoch_ns, host_ns, container, meta))
+    }
+
+    /// A namespace transition: `evt.arg.flags` holds the `CLONE_NEW*` flags of the namespaces
+    /// that changed.
+    pub fn transition(
+        ev: &'a Event,
+        exe: String,
+        epoch_ns: u64,
+        host_ns: &'a [u32; NS_KINDS],
+        container: Option<&'a ContainerRef>,
+        meta: Option<Arc<ContainerMeta>>,
+    ) -> Option<KernelEvent<'a>> {
+        let evt_type = evt_type_of(Hook::from_u32(ev.hook)?)?;
+        let source = Source::Transition {
+            ev,
+            comm: c_bytes_to_string(&ev.comm),
+            parent_comm: c_bytes_to_string(&ev.parent_comm),
+            exe,
+            flags: clone_flags(dcea_common::changed_mask(&ev.old, &ev.new)),
+        };
+        Some(Self::new(source, evt_type, epoch_ns, host_ns, container, meta))
+    }
+
+    fn new(
+        source: Source<'a>,
+        evt_type: EvtType,
+        epoch_ns: u64,
+        host_ns: &'a [u32; NS_KINDS],
+        container: Option<&'a ContainerRef>,
+        meta: Option<Arc<ContainerMeta>>,
+    ) -> KernelEvent<'a> {
+        KernelEvent {
+            source,
+            evt_type,
+            epoch_ns,
+            host_ns,
+            container,
+            meta,
+            ancestors: OnceCell::new(),
+            cmdline: OnceCell::new(),
+            upper_layer: OnceCell::new(),
+            root_dev: OnceCell::new(),
+            target_container: OnceCell::new(),
+        }
+    }
+
+    fn tgid(&self) -> u32 {
+        match &self.source {
+            Source::Behaviour(b) => b.raw.tgid,
+            Source::Transition { ev, .. } => ev.tgid,
+        }
+    }
+
+    fn snap(&self) -> &TaskSnapshot {
+        match &self.source {
+            Source::Behaviour(b) => &b.raw.snap,
+            Source::Transition { ev, .. } => &ev.new,
+        }
+    }
+
+    fn comm(&self) -> &str {
+        match &self.source {
+            Source::Behaviour(b) => &b.comm,
+            Source::Transition { comm, .. } => comm,
+        }
+    }
+
+    fn parent_comm(&self) -> &str {
+        match &self.source {
+            Source::Behaviour(b) => &b.parent_comm,
+            Source::Transition { parent_comm, .. } => parent_comm,
+        }
+    }
+
+    fn exepath(&self) -> &str {
+        match &self.source {
+            Source::Behaviour(b) => &b.exe,
+            Source::Transition { exe, .. } => exe,
+        }
+    }
+
+    fn behaviour_record(&self) -> Option<&DecodedBehaviour> {
+        match &self.source {
+            Source::Behaviour(b) => Some(b),
+            Source::Transition { .. } => None,
+        }
+    }
+
+    /// From the exec record, else from /proc.
+    fn cmdline(&self) -> Option<&Cmdline> {
+        self.cmdline
+            .get_or_init(|| {
+                let argv: Vec<String> = match self.behaviour_record() {
+                    Some(b) if b.hook == Hook::Exec => b.argv.clone(),
+                    _ => fs::read(format!("/proc/{}/cmdline", self.tgid()))
+                        .ok()?
+                        .split(|&c| c == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect(),
+                };
+                let (first, rest) = argv.split_first()?;
+                let args = rest.join(" ");
+                let cmdline = if args.is_empty() { self.comm().to_string() } else { format!("{} {args}", self.comm()) };
+                Some(Cmdline { exe: first.clone(), args, cmdline })
+            })
+            .as_ref()
+    }
+
+    /// Ancestors from the parent up (pid, comm): the kernel's parent name first, then /proc.
+    fn ancestors(&self) -> &[(i64, String)] {
+        self.ancestors.get_or_init(|| {
+            let ppid = match &self.source {
+                Source::Behaviour(b) => b.raw.ppid,
+                Source::Transition { ev, .. } => ev.ppid,
+            };
+            let mut out = vec![(ppid as i64, self.parent_comm().to_string())];
+            let mut pid = ppid;
+            // Bounded: a cycle in odd /proc content cannot loop.
+            for _ in 0..16 {
+                let Some((_, parent)) = proc_stat(pid) else { break };
+                if parent == 0 {
+                    break;
+                }
+                let Some((comm, _)) = proc_stat(parent) else { break };
+                out.push((parent as i64, comm));
+                pid = parent;
+            }
+            out
+        })
+    }
+
+    fn upper_layer(&self) -> Option<bool> {
+        *self.upper_layer.get_or_init(|| {
+            let exe = self.exepath();
+            if exe.is_empty() || self.container.is_none() {
+                return None;
+            }
+            overlay::in_upper_layer(self.tgid(), exe)
+        })
+    }
+
+    /// Device of the task's root after chroot/pivot_root (the record is sent at entry; by the
+    /// time it is read the call has normally completed).
+    fn root_dev(&self) -> Option<(i64, i64)> {
+        *self.root_dev.get_or_init(|| {
+            let dev = fs::metadata(format!("/proc/{}/root", self.tgid())).ok()?.dev();
+            Some((libc::major(dev) as i64, libc::minor(dev) as i64))
+        })
+    }
+
+    /// A tracer in the host PID namespace names host pids; one in a container's PID namespace
+    /// can only reach tasks inside that namespace, i.e. its own container.
+    fn target_container(&self) -> &str {
+        self.target_container.get_or_init(|| {
+            let own = self.container.map(|c| c.id.clone()).unwrap_or_else(|| "host".into());
+            let host_pid = self.host_ns[NsKind::Pid.index()];
+            let Some(b) = self.behaviour_record() else { return own };
+            if self.snap().ns[NsKind::Pid.index()] != host_pid {
+                return own;
+            }
+            let target = b.raw.args[arg::MODE] as i32;
+            if target <= 0 {
+                return own;
+            }
+            crate::container::of_pid(target as u32).map(|c| c.id).unwrap_or_else(|| "host".into())
+        })
+    }
+
+    fn flags_value(&self) -> Value<'_> {
+        let Some(kind) = FlagKind::of_flags(self.evt_type) else { return Value::None };
+        match &self.source {
+            Source::Behaviour(b) => Value::Flags(b.raw.args[arg::FLAGS], kind),
+            Source::Transition { flags, .. } => Value::Flags(*flags, kind),
+        }
+    }
+
+    fn fd_name(&self) -> Option<&str> {
+        let b = self.behaviour_record()?;
+        let name = b.fd_name();
+        (!name.is_empty()).then_some(name)
+    }
+}
+
+/// (comm, ppid) from /proc/<pid>/stat; the comm may contain spaces and parentheses.
+fn proc_stat(pid: u32) -> Option<(String, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let ppid = stat.get(close + 2..)?.split_whitespace().nth(1)?.parse().ok()?;
+    Some((comm, ppid))
+}
+
+fn s(v: Option<&str>) -> Value<'_> {
+    v.map_or(Value::None, Value::Str)
+}
+
+fn n(v: Option<i64>) -> Value<'static> {
+    v.map_or(Value::None, Value::Num)
+}
+
+impl EventView for KernelEvent<'_> {
+    fn evt_type(&self) -> EvtType {
+        self.evt_type
+    }
+
+    fn field(&self, f: FieldRef) -> Value<'_> {
+        let b = self.behaviour_record();
+        let raw_args = b.map(|b| b.raw.args);
+        let is_open = self.evt_type.is_open();
+        let meta = self.meta.as_deref();
+        match f.id {
+            FieldId::EvtType => Value::Str(self.evt_type.name()),
+            FieldId::EvtRes => match (&self.source, b) {
+                (_, Some(b)) if b.has_result() => Value::Num(b.raw.ret),
+                (Source::Transition { ev, .. }, _) => Value::Num(ev.ret),
+                _ => Value::None,
+            },
+            FieldId::EvtRawtime => Value::Num(self.epoch_ns as i64),
+            FieldId::EvtTime | FieldId::EvtDir => Value::None,
+            FieldId::EvtIsOpenRead => match raw_args {
+                Some(a) if is_open => Value::Bool(a[arg::FLAGS] & 3 != 1),
+                _ => Value::None,
+            },
+            FieldId::EvtIsOpenWrite => match raw_args {
+                Some(a) if is_open => Value::Bool(a[arg::FLAGS] & 3 != 0),
+                _ => Value::None,
+            },
+            FieldId::ArgFlags => self.flags_value(),
+            FieldId::ArgMode => match (self.evt_type, raw_args) {
+                (EvtType::Mknod | EvtType::Mknodat, Some(a)) => Value::Flags(a[arg::FLAGS], FlagKind::Mode),
+                (_, Some(a)) if is_open => Value::Flags(a[arg::MODE], FlagKind::Mode),
+                _ => Value::None,
+            },
+            FieldId::ArgDev => match (self.evt_type, b) {
+                (EvtType::Mount, Some(b)) => Value::Str(&b.arg),
+                (EvtType::Mknod | EvtType::Mknodat, Some(b)) => Value::Num(b.raw.args[arg::MODE] as i64),
+                _ => Value::None,
+            },
+            FieldId::MountSource => match (self.evt_type, b) {
+                (EvtType::Mount, Some(b)) => Value::Str(&b.arg),
+                _ => Value::None,
+            },
+            FieldId::MountTarget => match (self.evt_type, b) {
+                (EvtType::Mount, Some(b)) => Value::Str(&b.path),
+                _ => Value::None,
+            },
+            FieldId::MountFstype => match (self.evt_type, b) {
+                (EvtType::Mount, Some(b)) => Value::Str(&b.fstype),
+                _ => Value::None,
+            },
+            FieldId::ArgRequest => match (self.evt_type, raw_args) {
+                (EvtType::Ptrace, Some(a)) => Value::Num(a[arg::FLAGS] as i64),
+                _ => Value::None,
+            },
+            FieldId::ArgPid => match (self.evt_type, raw_args) {
+                (EvtType::Ptrace, Some(a)) => Value::Num(a[arg::MODE] as i32 as i64),
+                _ => Value::None,
+            },
+            FieldId::ArgCmd => match (self.evt_type, raw_args) {
+                (EvtType::Bpf, Some(a)) => Value::Num(a[arg::FLAGS] as i64),
+                _ => Value::None,
+            },
+            FieldId::ProcPid => Value::Num(self.tgid() as i64),
+            FieldId::ProcTid => Value::Num(match &self.source {
+                Source::Behaviour(b) => b.raw.pid,
+                Source::Transition { ev, .. } => ev.pid,
+            } as i64),
+            FieldId::ProcPpid => Value::Num(self.ancestors()[0].0),
+            FieldId::ProcName => Value::Str(self.comm()),
+            FieldId::ProcExe => s(self.cmdline().map(|c| c.exe.as_str())),
+            FieldId::ProcExepath => s(Some(self.exepath()).filter(|e| !e.is_empty())),
+            FieldId::ProcCmdline => Value::Str(self.cmdline().map_or(self.comm(), |c| c.cmdline.as_str())),
+            FieldId::ProcArgs => s(self.cmdline().map(|c| c.args.as_str())),
+            FieldId::ProcPname => Value::Str(self.parent_comm()),
+            FieldId::ProcAname => match f.arg {
+                0 => Value::Str(self.comm()),
+                g => s(self.ancestors().get(g as usize - 1).map(|(_, c)| c.as_str())),
+            },
+            FieldId::ProcApid => match f.arg {
+                0 => Value::Num(self.tgid() as i64),
+                g => n(self.ancestors().get(g as usize - 1).map(|(p, _)| *p)),
+            },
+            FieldId::ProcIsExeUpperLayer => self.upper_layer().map_or(Value::None, Value::Bool),
+            FieldId::UserUid => Value::Num(self.snap().uid as i64),
+            FieldId::UserEuid => Value::Num(self.snap().euid as i64),
+            FieldId::ContainerId => Value::Str(self.container.map_or("host", |c| c.id.as_str())),
+            FieldId::ContainerRuntime => s(self.container.map(|c| c.runtime.as_str())),
+            FieldId::ContainerName => s(meta.map(|m| m.name.as_str())),
+            FieldId::ContainerImage => s(meta.map(|m| m.image.as_str())),
+            FieldId::ContainerImageRepository => s(meta.map(|m| m.image_repository.as_str())),
+            FieldId::ContainerImageTag => s(meta.map(|m| m.image_tag.as_str())),
+            FieldId::ContainerImageDigest => s(meta.map(|m| m.image_digest.as_str())),
+            FieldId::ContainerPrivileged => meta.and_then(|m| m.privileged).map_or(Value::None, Value::Bool),
+            FieldId::K8sPodName => s(meta.and_then(|m| m.k8s_pod_name.as_deref())),
+            FieldId::K8sNsName => s(meta.and_then(|m| m.k8s_ns_name.as_deref())),
+            FieldId::FdName => s(self.fd_name()),
+            FieldId::FdDirectory => s(self.fd_name().map(path_directory)),
+            FieldId::FdFilename => s(self.fd_name().map(path_filename)),
+            FieldId::FdTypechar => match self.evt_type {
+                EvtType::Connect => Value::Str("u"),
+                t if t.is_open() || t == EvtType::FinitModule => Value::Str("f"),
+                _ => Value::None,
+            },
+            FieldId::FdNum => match b {
+                Some(b) if is_open && b.raw.ret >= 0 => Value::Num(b.raw.ret),
+                _ => Value::None,
+            },
+            FieldId::FdDevMajor | FieldId::FdDevMinor => {
+                let dev = match (self.evt_type, raw_args) {
+                    (EvtType::Chroot | EvtType::PivotRoot, _) => self.root_dev(),
+                    // The kernel's encoding: major << 20 | minor.
+                    (t, Some(a)) if t.is_open() || t == EvtType::FinitModule => {
+                        Some(((a[arg::DEV] >> 20) as i64, (a[arg::DEV] & 0xf_ffff) as i64))
+                    }
+                    _ => None,
+                };
+                n(dev.map(|(major, minor)| if f.id == FieldId::FdDevMajor { major } else { minor }))
+            }
+            FieldId::NsInode => match self.snap().ns.get(f.arg as usize) {
+                Some(&i) if i != 0 => Value::Num(i as i64),
+                _ => Value::None,
+            },
+            FieldId::NsIsHost => match (self.snap().ns.get(f.arg as usize), self.host_ns.get(f.arg as usize)) {
+                (Some(&i), Some(&h)) if i != 0 && h != 0 => Value::Bool(i == h),
+                _ => Value::None,
+            },
+            FieldId::TargetContainerId => match self.evt_type {
+                EvtType::Ptrace => Value::Str(self.target_container()),
+                _ => Value::None,
+            },
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! The default behaviour rules against real containers: every rule fires on the behaviour
+//! it describes, done for real in a Docker container, and stays silent on the nearest benign
+//! behaviour. As root, with the real kernel programs and the local Docker engine.
+
+use std::{
+    fs,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use dcea_tests::{
+    HostAnchor, Monitor, Received,
+    docker::{self, Container, IMAGE},
+    helper_bin, require_root,
+};
+
+/// A monitor and one container running `script`; the alerts about that container.
+struct Scenario {
+    monitor: Monitor,
+}
+
+impl Scenario {
+    fn start(test: &str) -> Option<Scenario> {
+        if !require_root(test) || !docker::available(test) {
+            return None;
+        }
+        Some(Scenario { monitor: Monitor::start(&[]) })
+    }
+
+    /// Run `sh -c script` in a new container with `extra` docker options; wait for it to exit
+    /// and return its id and every alert about it (read until `rule` arrives or 3 s pass).
+    fn run(&mut self, extra: &[&str], script: &str, rule: &str) -> (String, Vec<Received>) {
+        let c = Container::run(extra, &["sh", "-c", script]);
+        let code = c.wait();
+        let logs = docker::docker(&["logs", &c.id]);
+        assert_eq!(code, 0, "scenario script failed ({code}): {script}\n{logs}");
+        let id = c.id.clone();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut mine = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let (hit, seen) =
+                self.monitor.wait_for(left, |a| a.field("container.id") == id.as_str() && a.rule() == rule);
+            mine.extend(seen.into_iter().filter(|a| a.field("container.id") == id.as_str()));
+            match hit {
+                Some(a) => {
+                    mine.push(a);
+                    // Whatever else the container caused is already queued.
+                    mine.extend(
+                        self.monitor
+                            .collect(Duration::from_millis(300))
+                            .into_iter()
+                            .filter(|a| a.field("container.id") == id.as_str()),
+                    );
+                    break;
+                }
+                None => break,
+            }
+        }
+        (id, mine)
+    }
+}
+
+fn with_rule<'a>(alerts: &'a [Received], rule: &str) -> Vec<&'a Received> {
+    alerts.iter().filter(|a| a.rule() == rule).collect()
+}
+
+/// Exactly the positive scenario raises `rule`, with the container's id; the negative one
+/// does not.
+fn assert_rule(rule: &str, positive: &(String, Vec<Received>), negative: &(String, Vec<Received>)) {
+    let hits = with_rule(&positive.1, rule);
+    assert!(
+        !hits.is_empty(),
+        "'{rule}' did not fire for container {}; its alerts: {:#?}",
+        positive.0,
+        positive.1.iter().map(|a| &a.raw).collect::<Vec<_>>()
+    );
+    let hit = hits[0];
+    assert_eq!(hit.field("container.id"), positive.0.as_str(), "{}", hit.raw);
+    assert_eq!(hit.json["source"], "dcea");
+    assert!(
+        hit.json["tags"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str().is_some_and(|t| t.starts_with('T'))))
+    );
+    let false_hits = with_rule(&negative.1, rule);
+    assert!(
+        false_hits.is_empty(),
+        "'{rule}' fired on the benign scenario: {:#?}",
+        false_hits.iter().map(|a| &a.raw).collect::<Vec<_>>()
+    );
+}
+
+/// Docker options that let the container run dcea-test-helper (a host binary) with the
+/// host's shared libraries, read-only.
+fn helper_mounts() -> Vec<String> {
+    let helper = helper_bin();
+    vec![
+        "-v".into(),
+        "/usr:/usr:ro".into(),
+        "-v".into(),
+        "/lib:/lib:ro".into(),
+        "-v".into(),
+        "/lib64:/lib64:ro".into(),
+        "-v".into(),
+        format!("{}:/dcea-test-helper:ro", helper.display()),
+    ]
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn shell_spawned_in_a_container() {
+    let Some(mut s) = Scenario::start("shell_spawned_in_a_container") else { return };
+    const RULE: &str = "Shell spawned in a container";
+    // The entrypoint is not a shell; it starts one (positive) or a non-shell (negative).
+    let c = Container::run(&[], &["sleep", "30"]);
+    c.exec(&["sh", "-c", "true"]);
+    let (hit, _) =
+        s.monitor.wait_for(Duration::from_secs(3), |a| a.rule() == RULE && a.field("container.id") == c.id.as_str());
+    let hit = hit.expect("shell alert");
+    assert_eq!(hit.field("proc.name"), "sh");
+    assert!(hit.json["output"].as_str().unwrap().contains(&c.id), "{}", hit.raw);
+    let d = Container::run(&[], &["sleep", "30"]);
+    d.exec(&["cat", "/etc/hostname"]);
+    let later = s.monitor.collect(Duration::from_millis(800));
+    assert!(with_rule(&later, RULE).iter().all(|a| a.field("container.id") != d.id.as_str()), "cat is not a shell");
+}
+
+#[test]
+fn credential_file_opened_in_a_container() {
+    let Some(mut s) = Scenario::start("credential_file_opened_in_a_container") else { return };
+    const RULE: &str = "Credential file opened in a container";
+    // Spelled relatively and through a symlink: the kernel resolves the file it opened.
+    let pos = s.run(&[], "cd /etc && cat shadow >/dev/null && ln -s /etc/shadow /tmp/s && cat /tmp/s >/dev/null", RULE);
+    let neg = s.run(&[], "cat /etc/passwd /etc/group >/dev/null", RULE);
+    assert_rule(RULE, &pos, &neg);
+    let hit = with_rule(&pos.1, RULE)[0];
+    assert_eq!(hit.field("fd.name"), "/etc/shadow");
+    assert_eq!(hit.field("proc.name"), "cat");
+}
+
+#[test]
+fn ssh_keys_accessed_in_a_container() {
+    let Some(mut s) = Scenario::start("ssh_keys_accessed_in_a_container") else { return };
+    const RULE: &str = "SSH keys accessed in a container";
+    let pos = s.run(&[], "mkdir -p /root/.ssh && echo ssh-ed25519 AAAA >> /root/.ssh/authorized_keys", RULE);
+    let neg = s.run(&[], "mkdir -p /root/notes && echo hello > /root/notes/todo", RULE);
+    assert_rule(RULE, &pos, &neg);
+    assert_eq!(with_rule(&pos.1, RULE)[0].field("fd.name"), "/root/.ssh/authorized_keys");
+}
+
+#[test]
+fn non_device_file_created_below_dev() {
+    let Some(mut s) = Scenario::start("non_device_file_created_below_dev") else { return };
+    const RULE: &str = "Non-device file created below /dev";
+    let pos = s.run(&[], "echo payload > /dev/.hidden", RULE);
+    let neg = s.run(&[], "echo x > /dev/null && echo y > /dev/shm/scratch", RULE);
+    assert_rule(RULE, &pos, &neg);
+    assert_eq!(with_rule(&pos.1, RULE)[0].field("fd.name"), "/dev/.hidden");
+}
+
+#[test]
+fn device_node_created_in_a_container() {
+    let Some(mut s) = Scenario::start("device_node_created_in_a_container") else { return };
+    const RULE: &str = "Device node created in a container";
+    let pos = s.run(&[], "mknod /tmp/disk b 8 0", RULE);
+    let neg = s.run(&[], "mkfifo /tmp/fifo", RULE);
+    assert_rule(RULE, &pos, &neg);
+}
+
+/// A loop device backed by a fresh ext4 image, detached when dropped.
+struct LoopDisk {
+    dev: String,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDisk {
+    fn new() -> LoopDisk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = dir.path().join("disk.img");
+        fs::write(&img, vec![0u8; 16 << 20]).expect("image");
+        let st = Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img).status().expect("mkfs.ext4");
+        assert!(st.success(), "mkfs.ext4 failed");
+        let out = Command::new("losetup").args(["-f", "--show"]).arg(&img).output().expect("losetup");
+        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
+        LoopDisk { dev: String::from_utf8_lossy(&out.stdout).trim().to_string(), _dir: dir }
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+#[test]
+fn host_block_device_mounted_in_a_container() {
+    let Some(mut s) = Scenario::start("host_block_device_mounted_in_a_container") else { return };
+    const RULE: &str = "Host block device mounted in a container";
+    let disk = LoopDisk::new();
+    let device = format!("{}:/dev/hostdisk", disk.dev);
+    let pos = s.run(&["--privileged", "--device", &device], "mount /dev/hostdisk /mnt && umount /mnt", RULE);
+    let neg = s.run(&["--privileged"], "mount -t tmpfs scratch /mnt && umount /mnt", RULE);
+    assert_rule(RULE, &pos, &neg);
+}
+
+#[test]
+fn kernel_pseudo_filesystem_mounted_in_a_container() {
+    let Some(mut s) = Scenario::start("kernel_pseudo_filesystem_mounted_in_a_container") else { return };
+    const RULE: &str = "Kernel pseudo-filesystem mounted in a container";
+    let pos = s.run(&["--privileged"], "mkdir /p && mount -t proc proc /p && umount /p", RULE);
+    let neg = s.run(&["--privileged"], "mount -t tmpfs scratch /mnt && umount /mnt", RULE);
+    assert_rule(RULE, &pos, &neg);
+    assert_eq!(with_rule(&pos.1, RULE)[0].field("evt.arg.fstype"), "proc");
+}
+
+#[test]
+fn host_path_bind_mounted_in_a_container() {
+    let Some(mut s) = Scenario::start("host_path_bind_mounted_in_a_container") else { return };
+    const RULE: &str = "Host path bind-mounted in a container";
+    let anchor = HostAnchor::start();
+    // With the host's PID namespace, /proc/<host pid>/root is the host's root directory.
+    let pos_script = format!("mkdir /h && mount --bind /proc/{}/root /h && umount /h", anchor.pid());
+    let pos = s.run(&["--privileged", "--pid=host"], &pos_script, RULE);
+    let neg = s.run(&["--privileged"], "mkdir /a /b && mount --bind /a /b && umount /b", RULE);
+    assert_rule(RULE, &pos, &neg);
+}
+
+#[test]
+fn chroot_into_a_host_filesystem_from_a_container() {
+    let Some(mut s) = Scenario::start("chroot_into_a_host_filesystem_from_a_container") else { return };
+    const RULE: &str = "Chroot into a host filesystem from a container";
+    let disk = LoopDisk::new();
+    let device = format!("{}:/dev/hostdisk", disk.dev);
+    // The chroot must outlive the record for the agent to read the new root's device.
+    let pos = s.run(
+        &["--privileged", "--device", &device],
+        "mount /dev/hostdisk /mnt && cp /bin/busybox /mnt/ && chroot /mnt /busybox sleep 1; umount /mnt",
+        RULE,
+    );
+    let neg = s.run(&["--privileged"], "chroot / /bin/sleep 1", RULE);
+    assert_rule(RULE, &pos, &neg);
+}
+
+/// A v1 cgroup hierarchy on this host, for the release_agent tests; `None` on cgroup v2-only.
+fn cgroup_v1_controller() -> Option<&'static str> {
+    ["memory", "pids", "cpu"]
+        .into_iter()
+        .find(|c| PathBuf::from(format!("/sys/fs/cgroup/{c}/notify_on_release")).exists())
+}
+
+#[test]
+fn cgroup_release_agent_written_from_a_container() {
+    let Some(mut s) = Scenario::start("cgroup_release_agent_written_from_a_container") else { return };
+    const RULE: &str = "Cgroup release_agent written from a container";
+    let Some(ctrl) = cgroup_v1_controller() else {
+        eprintln!("SKIP cgroup_release_agent_written_from_a_container: no cgroup v1 hierarchy on this host");
+        return;
+    };
+    // The container's own cgroup: writing its current value back changes nothing on the host.
+    let pos = s.run(
+        &["--privileged"],
+        &format!("f=/sys/fs/cgroup/{ctrl}/notify_on_release; cat $f > /tmp/v && cat /tmp/v > $f"),
+        RULE,
+    );
+    let neg = s.run(
+        &["--privileged"],
+        &format!("ls /sys/fs/cgroup/{ctrl}/ >/dev/null && cat /sys/fs/cgroup/{ctrl}/notify_on_release >/dev/null"),
+        RULE,
+    );
+    assert_rule(RULE, &pos, &neg);
+}
+
+#[test]
+fn kernel_core_pattern_written() {
+    let Some(mut s) = Scenario::start("kernel_core_pattern_written") else { return };
+    const RULE: &str = "Kernel core_pattern written";
+    let before = fs::read_to_string("/proc/sys/kernel/core_pattern").expect("core_pattern");
+    // Writes the current value back: the host setting is unchanged, the write is real.
+    let pos = s.run(&["--privileged"], "f=/proc/sys/kernel/core_pattern; cat $f > /tmp/v && cat /tmp/v > $f", RULE);
+    let neg = s.run(&["--privileged"], "cat /proc/sys/kernel/core_pattern >/dev/null", RULE);
+    assert_eq!(fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before, "core_pattern must be unchanged");
+    assert_rule(RULE, &pos, &neg);
+}
+
+#[test]
+fn kernel_parameter_written_from_a_container() {
+    let Some(mut s) = Scenario::start("kernel_parameter_written_from_a_container") else { return };
+    const RULE: &str = "Kernel parameter written from a container";
+    let pos = s.run(&["--privileged"], "f=/proc/sys/vm/swappiness; cat $f > /tmp/v && cat /tmp/v > $f", RULE);
+    // The container's own UTS namespace: its hostname sysctl is its own business.
+    let neg = s.run(&["--privileged"], "f=/proc/sys/kernel/hostname; cat $f > /tmp/v && cat /tmp/v > $f", RULE);
+    assert_rule(RULE, &pos, &neg);
+    assert_eq!(with_rule(&pos.1, RULE)[0].field("fd.name"), "/proc/sys/vm/swappiness");
+}
+
+#[test]
+fn container_runtime_socket_connected_from_a_container() {
+    let Some(mut s) = Scenario::start("container_runtime_socket_connected_from_a_container") else { return };
+    const RULE: &str = "Container runtime socket connected from a container";
+    let mut opts = helper_mounts();
+    opts.extend(["-v".to_string(), "/var/run/docker.sock:/var/run/docker.sock".to_string()]);
+    let pos = s.run(&args(&opts), "/dcea-test-helper connect-unix /var/run/docker.sock", RULE);
+    let neg = s.run(&args(&helper_mounts()), "/dcea-test-helper connect-unix /tmp/app.sock; true", RULE);
+    assert_rule(RULE, &pos, &neg);
+    assert_eq!(with_rule(&pos.1, RULE)[0].field("fd.name"), "/var/run/docker.sock");
+}
+
+#[test]
+fn kernel_module_loaded_from_a_container() {
+    let Some(mut s) = Scenario::start("kernel_module_loaded_from_a_container") else { return };
+    const RULE: &str = "Kernel module loaded from a container";
+    if s.monitor.stderr_lines.iter().any(|l| l.contains("sys_enter_finit_module") && l.contains("failed")) {
+        eprintln!(
+            "SKIP kernel_module_loaded_from_a_container: this kernel has no module syscalls (CONFIG_MODULES off); the VM matrix covers it"
+        );
+        return;
+    }
+    let pos = s.run(&["--privileged"], "echo notamodule > /tmp/m.ko && /dcea-test-helper finit-module /tmp/m.ko", RULE);
+    let neg = s.run(&["--privileged"], "cat /proc/modules >/dev/null", RULE);
+    assert_rule(RULE, &pos, &neg);
+}
+
+#[test]
+fn process_outside_the_container_traced() {
+    let Some(mut s) = Scenario::start("process_outside_the_container_traced") else { return };
+    const RULE: &str = "Process outside the container traced";
+    let anchor = HostAnchor::start();
+    let mut opts = helper_mounts();
+    opts.extend(["--pid=host".to_string(), "--cap-add".to_string(), "SYS_PTRACE".to_string()]);
+    let pos = s.run(&args(&opts), &format!("/dcea-test-helper ptrace-attach {}", anchor.pid()), RULE);
+    let mut own = helper_mounts();
+    own.extend(["--cap-add".to_string(), "SYS_PTRACE".to_string()]);
+    let neg = s.run(&args(&own), "sleep 5 & /dcea-test-helper ptrace-attach $!; kill $!", RULE);
+    assert_rule(RULE, &pos, &neg);
+    assert_eq!(with_rule(&pos.1, RULE)[0].field("dcea.target.container.id"), "host");
+}
+
+#[test]
+fn bpf_syscall_from_a_container() {
+    let Some(mut s) = Scenario::start("bpf_syscall_from_a_container") else { return };
+    const RULE: &str = "BPF syscall from a container";
+    let mut opts = helper_mounts();
+    opts.push("--privileged".into());
+    let pos = s.run(&args(&opts), "/dcea-test-helper bpf-prog-load", RULE);
+    let neg = s.run(&args(&opts), "cat /proc/self/status >/dev/null", RULE);
+    assert_rule(RULE, &pos, &neg);
+    // The same call from the host is not a container's business.
+    let st = Command::new(helper_bin()).arg("bpf-prog-load").status().expect("helper");
+    assert!(st.success());
+    let later = s.monitor.collect(Duration::from_millis(500));
+    assert!(with_rule(&later, RULE).is_empty(), "host bpf() raised an alert");
+}
+
+#[test]
+fn user_or_mount_namespace_created_in_a_container() {
+    let Some(mut s) = Scenario::start("user_or_mount_namespace_created_in_a_container") else { return };
+    const RULE: &str = "User or mount namespace created in a container";
+    let pos = s.run(&["--privileged"], "unshare -m true", RULE);
+    let neg = s.run(&["--privileged"], "unshare -u true", RULE);
+    assert_rule(RULE, &pos, &neg);
+}
+
+#[test]
+fn binary_not_in_the_container_image_executed() {
+    let Some(mut s) = Scenario::start("binary_not_in_the_container_image_executed") else { return };
+    const RULE: &str = "Binary not in the container image executed";
+    let pos = s.run(&[], "cp /bin/busybox /tmp/dropped && /tmp/dropped true", RULE);
+    let neg = s.run(&[], "/bin/busybox true", RULE);
+    assert_rule(RULE, &pos, &neg);
+    assert_eq!(with_rule(&pos.1, RULE)[0].field("proc.exepath"), "/tmp/dropped");
+}
+
+#[test]
+fn rules_validate_and_list_from_the_command_line() {
+    if !require_root("rules_validate_and_list_from_the_command_line") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    fs::write(&bad, "- rule: Broken\n  desc: x\n  condition: (evt.type = open and\n  output: x\n  priority: WARNING\n")
+        .unwrap();
+    let out = Command::new(dcea_tests::dcea_bin()).args(["rules", "validate"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("bad.yaml:3:"), "error names file and line: {text}");
+    let out = Command::new(dcea_tests::dcea_bin()).args(["rules", "list", "--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(v.to_string().contains("Shell spawned in a container"));
+    let _ = IMAGE;
+}
