@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         target: crate::measure::MeasureTarget,
     },
+    /// Behaviour rules (Falco's language): validate files, list the loaded rules, list fields.
+    Rules {
+        #[command(subcommand)]
+        command: crate::rules::cmd::RulesCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +87,9 @@ pub struct MonitorArgs {
     /// Alert format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
+    /// Behaviour rules: the embedded defaults plus --rules-dir (reloaded on SIGHUP).
+    #[command(flatten)]
+    pub rules: crate::rules::cmd::RulesSourceArgs,
 }
 
 impl KernelArgs {

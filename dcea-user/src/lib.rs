@@ -2,13 +2,15 @@
 //!
 //! Capabilities, one folder each: `monitor` (kernel programs, ring buffer, start-up report),
 //! `trust` (host reference and transition verdicts), `container` (which container a process
-//! belongs to), `output` (Falco-shaped alerts as JSON lines or text).
+//! belongs to), `output` (Falco-shaped alerts as JSON lines or text), `rules` (Falco-language
+//! behaviour rules: loader, compiler, evaluator, default ruleset).
 
 pub mod cli;
 pub mod container;
 pub mod measure;
 pub mod monitor;
 pub mod output;
+pub mod rules;
 pub mod scan;
 pub mod sys;
 pub mod trust;

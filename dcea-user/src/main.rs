@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Measure { target: dcea_user::measure::MeasureTarget::Image(args) } => {
             dcea_user::measure::run(&args).map_err(|e| e.to_string())
         }
+        Command::Rules { command } => dcea_user::rules::cmd::run(command),
         Command::Monitor(args) => runtime
             .block_on(monitor::run(args.kernel.monitor_options(args.format)))
             .map(|()| 0)

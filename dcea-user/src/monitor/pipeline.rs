@@ -244,7 +244,7 @@ pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &P
         output,
         output_fields: f,
         source: SOURCE,
-        tags,
+        tags: tags.into_iter().map(str::to_string).collect(),
         hostname: ctx.hostname.clone(),
     }
 }

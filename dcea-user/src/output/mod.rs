@@ -31,7 +31,7 @@ pub struct Alert {
     pub output: String,
     pub output_fields: BTreeMap<String, Value>,
     pub source: &'static str,
-    pub tags: Vec<&'static str>,
+    pub tags: Vec<String>,
     pub hostname: String,
 }
 
@@ -107,7 +107,7 @@ mod tests {
             output: output.into(),
             output_fields: fields,
             source: SOURCE,
-            tags: vec!["container"],
+            tags: vec!["container".into()],
             hostname: "node-1".into(),
         }
     }

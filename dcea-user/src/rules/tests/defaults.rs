@@ -1,0 +1,469 @@
+//! Every default rule: a synthetic event that must fire it, and the nearest benign behaviour
+//! that must not — through the real compiled default ruleset.
+
+use std::sync::OnceLock;
+
+use dcea_common::NsKind;
+
+use super::hits;
+use crate::{
+    output::{Format, Priority, render},
+    rules::{AlertMeta, EvtType, RuleSet, SimpleEvent, names},
+};
+
+fn builtin() -> &'static RuleSet {
+    static SET: OnceLock<RuleSet> = OnceLock::new();
+    SET.get_or_init(|| RuleSet::builtin().unwrap_or_else(|e| panic!("default rules: {e}")))
+}
+
+const CID: &str = "3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e";
+
+/// An event from a process of a container.
+fn ctr(t: EvtType) -> SimpleEvent<'static> {
+    let mut e = SimpleEvent::new(t);
+    e.container_id = Some(CID);
+    e.container_name = Some("web");
+    e.container_image = Some("docker.io/library/nginx:1.25");
+    e.container_image_repository = Some("docker.io/library/nginx");
+    e.name = Some("app");
+    e.exepath = Some("/usr/local/bin/app");
+    e.cmdline = Some("app --serve");
+    e.ancestors = &["containerd-shim"];
+    e.pid = Some(4242);
+    e.tid = Some(4242);
+    e.ppid = Some(4100);
+    e.uid = Some(0);
+    e.rawtime = Some(1_795_435_801_570_634_389);
+    e.ns_is_host = [Some(false); dcea_common::NS_KINDS];
+    e
+}
+
+/// The same event from a host process.
+fn host(t: EvtType) -> SimpleEvent<'static> {
+    let mut e = ctr(t);
+    e.container_id = Some("host");
+    e.container_name = None;
+    e.container_image = None;
+    e.container_image_repository = None;
+    e.ns_is_host = [Some(true); dcea_common::NS_KINDS];
+    e
+}
+
+fn open(path: &'static str, flags: i32) -> SimpleEvent<'static> {
+    let mut e = ctr(EvtType::Openat);
+    e.fd_name = Some(path);
+    e.fd_typechar = Some("f");
+    e.flags = Some(flags as u32 as u64);
+    e.res = 3;
+    e
+}
+
+fn write(path: &'static str) -> SimpleEvent<'static> {
+    open(path, libc::O_WRONLY | libc::O_TRUNC)
+}
+
+fn read(path: &'static str) -> SimpleEvent<'static> {
+    open(path, libc::O_RDONLY)
+}
+
+fn mount(source: &'static str, target: &'static str, fstype: &'static str, flags: u64) -> SimpleEvent<'static> {
+    let mut e = ctr(EvtType::Mount);
+    e.mount_source = Some(source);
+    e.mount_target = Some(target);
+    e.mount_fstype = Some(fstype);
+    e.flags = Some(flags);
+    e
+}
+
+const MS_BIND: u64 = 4096;
+const MS_REC: u64 = 16384;
+const MS_REMOUNT: u64 = 32;
+
+fn exec(name: &'static str, parent: &'static [&'static str]) -> SimpleEvent<'static> {
+    let mut e = ctr(EvtType::Execve);
+    e.name = Some(name);
+    e.exepath = Some("/bin/busybox");
+    e.cmdline = Some(name);
+    e.ancestors = parent;
+    e.is_exe_upper_layer = Some(false);
+    e
+}
+
+/// `ev` fires `rule` (and nothing else).
+#[track_caller]
+fn fires(rule: &str, ev: &SimpleEvent) {
+    let got = hits(builtin(), ev);
+    assert_eq!(got, vec![rule.to_string()], "event should fire only `{rule}`: {ev:#?}");
+}
+
+/// `ev` fires nothing.
+#[track_caller]
+fn silent(ev: &SimpleEvent) {
+    let got = hits(builtin(), ev);
+    assert!(got.is_empty(), "benign event fired {got:?}: {ev:#?}");
+}
+
+#[test]
+fn default_ruleset_loads_cleanly_and_matches_the_documented_names() {
+    let set = builtin();
+    assert!(set.warnings().is_empty(), "{:?}", set.warnings());
+    let loaded: Vec<&str> = set.rules().iter().map(|r| r.name.as_str()).collect();
+    let mut want = names::ALL.to_vec();
+    want.sort();
+    let mut got = loaded.clone();
+    got.sort();
+    assert_eq!(got, want);
+    for rule in set.rules() {
+        assert!(rule.enabled, "{}", rule.name);
+        assert!(rule.desc.len() > 120, "{}: the desc says why it matters for escapes", rule.name);
+        assert!(
+            rule.tags.iter().any(|t| t.starts_with('T') && t[1..].chars().next().is_some_and(|c| c.is_ascii_digit())),
+            "{} has a MITRE ATT&CK technique tag",
+            rule.name
+        );
+        assert!(!rule.types.is_all() && !rule.types.is_empty(), "{} is indexed by event type", rule.name);
+        assert!(rule.file.starts_with("<builtin>/") && rule.line > 0);
+    }
+    // Per-type index: mount rules are not evaluated for execve.
+    assert!(set.rules_for(EvtType::Execve).all(|r| r.types.contains(EvtType::Execve)));
+    assert_eq!(set.rules_for(EvtType::Mount).count(), 3);
+}
+
+#[test]
+fn shell_in_container() {
+    fires(names::SHELL_IN_CONTAINER, &exec("sh", &["runc"]));
+    fires(names::SHELL_IN_CONTAINER, &exec("bash", &["python3"]));
+    // A shell on the host, a script's subshell, a non-shell program.
+    silent(&{
+        let mut e = exec("bash", &["sshd"]);
+        e.container_id = Some("host");
+        e
+    });
+    silent(&exec("sh", &["bash"]));
+    silent(&exec("ls", &["runc"]));
+}
+
+#[test]
+fn shell_exception_values_from_an_override_file() {
+    let local = "- rule: Shell spawned in a container\n  exceptions:\n    - name: trusted_images\n      values: [docker.io/library/nginx]\n  override:\n    exceptions: append\n";
+    let mut sources: Vec<_> = crate::rules::BUILTIN_FILES
+        .iter()
+        .map(|(n, t)| crate::rules::Source { name: n.to_string(), text: t.to_string() })
+        .collect();
+    sources.push(crate::rules::Source { name: "local.yaml".into(), text: local.into() });
+    let set = RuleSet::from_sources(sources).unwrap();
+    assert!(hits(&set, &exec("sh", &["runc"])).is_empty());
+    let mut other = exec("sh", &["runc"]);
+    other.container_image_repository = Some("docker.io/library/alpine");
+    assert_eq!(hits(&set, &other), vec![names::SHELL_IN_CONTAINER]);
+}
+
+#[test]
+fn drift_executed() {
+    let mut e = exec("xpl", &["sh"]);
+    e.is_exe_upper_layer = Some(true);
+    fires(names::DRIFT_EXECUTED, &e);
+    // From the image, or unknown.
+    silent(&exec("xpl", &["sh"]));
+    let mut unknown = exec("xpl", &["sh"]);
+    unknown.is_exe_upper_layer = None;
+    silent(&unknown);
+}
+
+#[test]
+fn credential_files() {
+    fires(names::CREDENTIAL_FILE_IN_CONTAINER, &read("/etc/shadow"));
+    fires(names::CREDENTIAL_FILE_IN_CONTAINER, &write("/etc/sudoers"));
+    fires(names::CREDENTIAL_FILE_IN_CONTAINER, &write("/etc/sudoers.d/90-evil"));
+    fires(names::CREDENTIAL_FILE_IN_CONTAINER, &open("/etc/shadow", libc::O_RDWR));
+    // Reading /etc/passwd; passwd updating shadow; a failed open; a host process.
+    silent(&read("/etc/passwd"));
+    silent(&{
+        let mut e = write("/etc/shadow");
+        e.name = Some("passwd");
+        e
+    });
+    silent(&{
+        let mut e = read("/etc/shadow");
+        e.res = -13;
+        e
+    });
+    silent(&{
+        let mut e = read("/etc/shadow");
+        e.container_id = Some("host");
+        e
+    });
+}
+
+#[test]
+fn ssh_keys() {
+    fires(names::SSH_KEYS_IN_CONTAINER, &read("/root/.ssh/id_ed25519"));
+    fires(names::SSH_KEYS_IN_CONTAINER, &write("/home/alice/.ssh/authorized_keys"));
+    silent(&read("/root/.bashrc"));
+    silent(&read("/home/alice/.sshrc"));
+    silent(&{
+        let mut e = read("/root/.ssh/id_ed25519");
+        e.name = Some("ssh");
+        e
+    });
+}
+
+#[test]
+fn file_below_dev() {
+    fires(names::FILE_BELOW_DEV, &open("/dev/.hidden", libc::O_WRONLY | libc::O_CREAT));
+    let mut mk = ctr(EvtType::Mknodat);
+    mk.fd_name = Some("/dev/payload");
+    mk.mode = Some(0o100644);
+    fires(names::FILE_BELOW_DEV, &mk);
+    // `echo > /dev/null` opens with O_CREAT; /dev/shm is scratch space; no O_CREAT.
+    silent(&open("/dev/null", libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC));
+    silent(&open("/dev/shm/cache", libc::O_RDWR | libc::O_CREAT));
+    silent(&open("/dev/.hidden", libc::O_WRONLY));
+    silent(&open("/devx/file", libc::O_WRONLY | libc::O_CREAT));
+}
+
+#[test]
+fn device_nodes() {
+    let mut blk = ctr(EvtType::Mknod);
+    blk.fd_name = Some("/tmp/sda");
+    blk.mode = Some(0o060660);
+    blk.dev = Some(8 << 8);
+    fires(names::DEVICE_NODE_CREATED, &blk);
+    let mut chr = blk.clone();
+    chr.mode = Some(0o020600);
+    fires(names::DEVICE_NODE_CREATED, &chr);
+    // mkfifo, and runc setting up /dev/null in a new container.
+    let mut fifo = blk.clone();
+    fifo.mode = Some(0o010644);
+    silent(&fifo);
+    let mut runc = chr.clone();
+    runc.name = Some("runc:[2:INIT]");
+    runc.ancestors = &["runc"];
+    silent(&runc);
+    // The same name under a parent that is not the runtime is not trusted.
+    let mut fake = chr.clone();
+    fake.name = Some("runc:[2:INIT]");
+    fake.ancestors = &["sh"];
+    fires(names::DEVICE_NODE_CREATED, &fake);
+}
+
+#[test]
+fn mounts() {
+    fires(names::HOST_DEVICE_MOUNTED, &mount("/dev/sda1", "/mnt", "ext4", 0));
+    fires(names::HOST_DEVICE_MOUNTED, &mount("/dev/loop3", "/mnt", "xfs", 0));
+    let mut failed = mount("/dev/sda1", "/mnt", "ext4", 0);
+    failed.res = -1;
+    fires(names::HOST_DEVICE_MOUNTED, &failed);
+    fires(names::PSEUDO_FS_MOUNTED, &mount("proc", "/tmp/p", "proc", 0));
+    fires(names::PSEUDO_FS_MOUNTED, &mount("cgroup", "/tmp/c", "cgroup", 0));
+    fires(names::PSEUDO_FS_MOUNTED, &mount("debugfs", "/mnt", "debugfs", 0));
+    fires(names::PSEUDO_FS_MOUNTED, &mount("sysfs", "/mnt", "sysfs", 0));
+    fires(names::HOST_PATH_BIND_MOUNTED, &mount("/proc/1/root", "/mnt", "", MS_BIND | MS_REC));
+    fires(names::HOST_PATH_BIND_MOUNTED, &mount("/host/etc", "/mnt", "", MS_BIND));
+    // tmpfs in the container's own mount namespace; a bind of container paths; a remount;
+    // runc mounting /proc while creating the container; a host mount of a disk.
+    silent(&mount("tmpfs", "/mnt", "tmpfs", 0));
+    silent(&mount("/tmp/a", "/tmp/b", "", MS_BIND));
+    silent(&mount("/dev/sda1", "/mnt", "", MS_BIND));
+    silent(&mount("none", "/", "", MS_REMOUNT | 1));
+    let mut runc = mount("proc", "/var/lib/docker/overlay2/x/merged/proc", "proc", 0);
+    runc.name = Some("runc:[2:INIT]");
+    runc.ancestors = &["runc"];
+    silent(&runc);
+    let mut on_host = mount("/dev/sdb1", "/data", "ext4", 0);
+    on_host.container_id = Some("host");
+    silent(&on_host);
+}
+
+#[test]
+fn chroot_into_host_fs() {
+    let mut e = ctr(EvtType::Chroot);
+    e.fd_name = Some("/mnt");
+    e.fd_dev_major = Some(8);
+    e.fd_dev_minor = Some(1);
+    fires(names::CHROOT_HOST_FS, &e);
+    let mut p = e.clone();
+    p.evt_type = EvtType::PivotRoot;
+    fires(names::CHROOT_HOST_FS, &p);
+    // A chroot into a directory of the container's own overlay rootfs.
+    let mut overlay = e.clone();
+    overlay.fd_dev_major = Some(0);
+    silent(&overlay);
+    let mut on_host = e.clone();
+    on_host.container_id = Some("host");
+    silent(&on_host);
+}
+
+#[test]
+fn release_agent() {
+    fires(names::RELEASE_AGENT_WRITTEN, &write("/sys/fs/cgroup/rdma/release_agent"));
+    fires(names::RELEASE_AGENT_WRITTEN, &write("/tmp/cgrp/x/notify_on_release"));
+    silent(&read("/sys/fs/cgroup/rdma/release_agent"));
+    silent(&write("/sys/fs/cgroup/memory/cgroup.procs"));
+    let mut systemd = write("/sys/fs/cgroup/systemd/release_agent");
+    systemd.container_id = Some("host");
+    systemd.name = Some("systemd");
+    silent(&systemd);
+}
+
+#[test]
+fn core_pattern() {
+    fires(names::CORE_PATTERN_WRITTEN, &write("/proc/sys/kernel/core_pattern"));
+    let mut host_shell = write("/proc/sys/kernel/core_pattern");
+    host_shell.container_id = Some("host");
+    host_shell.name = Some("bash");
+    fires(names::CORE_PATTERN_WRITTEN, &host_shell);
+    silent(&read("/proc/sys/kernel/core_pattern"));
+    let mut sysctl = host_shell.clone();
+    sysctl.name = Some("systemd-sysctl");
+    silent(&sysctl);
+}
+
+#[test]
+fn kernel_parameters() {
+    fires(names::KERNEL_PARAMETER_WRITTEN, &write("/proc/sys/kernel/modprobe"));
+    fires(names::KERNEL_PARAMETER_WRITTEN, &write("/proc/sysrq-trigger"));
+    fires(names::KERNEL_PARAMETER_WRITTEN, &write("/proc/sys/vm/drop_caches"));
+    // A host-network container changing net sysctls changes the host's.
+    let mut host_net = write("/proc/sys/net/ipv4/ip_forward");
+    host_net.ns_is_host[NsKind::Net.index()] = Some(true);
+    fires(names::KERNEL_PARAMETER_WRITTEN, &host_net);
+    // Its own netns / uts ns; /proc/self; reading.
+    silent(&write("/proc/sys/net/ipv4/ip_forward"));
+    silent(&write("/proc/sys/kernel/hostname"));
+    silent(&write("/proc/self/oom_score_adj"));
+    silent(&write("/proc/1234/attr/current"));
+    silent(&read("/proc/sys/kernel/modprobe"));
+}
+
+#[test]
+fn runtime_sockets() {
+    let sock = |path: &'static str| {
+        let mut e = ctr(EvtType::Connect);
+        e.fd_name = Some(path);
+        e.fd_typechar = Some("u");
+        e
+    };
+    fires(names::RUNTIME_SOCKET_CONNECTED, &sock("/var/run/docker.sock"));
+    fires(names::RUNTIME_SOCKET_CONNECTED, &sock("/run/containerd/containerd.sock"));
+    fires(names::RUNTIME_SOCKET_CONNECTED, &sock("/tmp/mounted/docker.sock"));
+    fires(names::RUNTIME_SOCKET_CONNECTED, &sock("/run/user/1000/podman/podman.sock"));
+    silent(&sock("/var/run/nscd/socket"));
+    silent(&sock("/tmp/app.sock"));
+    let mut host_cli = sock("/var/run/docker.sock");
+    host_cli.container_id = Some("host");
+    silent(&host_cli);
+}
+
+#[test]
+fn kernel_modules() {
+    let mut e = ctr(EvtType::FinitModule);
+    e.fd_name = Some("/tmp/rootkit.ko");
+    fires(names::KERNEL_MODULE_LOADED, &e);
+    let mut init = ctr(EvtType::InitModule);
+    init.res = -1;
+    fires(names::KERNEL_MODULE_LOADED, &init);
+    let mut modprobe = e.clone();
+    modprobe.container_id = Some("host");
+    modprobe.name = Some("modprobe");
+    silent(&modprobe);
+}
+
+#[test]
+fn ptrace_outside() {
+    let mut e = ctr(EvtType::Ptrace);
+    e.ptrace_request = Some(16); // PTRACE_ATTACH
+    e.target_pid = Some(1234);
+    e.target_container_id = Some("host");
+    fires(names::PTRACE_OUTSIDE_CONTAINER, &e);
+    let mut other = e.clone();
+    other.target_container_id = Some("0123456789ab");
+    fires(names::PTRACE_OUTSIDE_CONTAINER, &other);
+    // strace inside the same container; PTRACE_TRACEME; a host debugger.
+    let mut same = e.clone();
+    same.target_container_id = Some(CID);
+    silent(&same);
+    let mut traceme = e.clone();
+    traceme.ptrace_request = Some(0);
+    silent(&traceme);
+    let mut host_gdb = e.clone();
+    host_gdb.container_id = Some("host");
+    silent(&host_gdb);
+}
+
+#[test]
+fn bpf() {
+    let mut e = ctr(EvtType::Bpf);
+    e.bpf_cmd = Some(5); // BPF_PROG_LOAD
+    e.res = 7;
+    fires(names::BPF_FROM_CONTAINER, &e);
+    // The agent itself on the host; a refused probe in a container.
+    let mut host_agent = e.clone();
+    host_agent.container_id = Some("host");
+    silent(&host_agent);
+    let mut refused = e.clone();
+    refused.res = -1;
+    silent(&refused);
+}
+
+#[test]
+fn namespaces_created() {
+    let mut e = ctr(EvtType::Unshare);
+    e.flags = Some(0x10000000 | 0x20000); // CLONE_NEWUSER|CLONE_NEWNS
+    fires(names::NAMESPACE_CREATED, &e);
+    let mut clone = ctr(EvtType::Clone3);
+    clone.flags = Some(0x20000);
+    clone.res = 5120;
+    fires(names::NAMESPACE_CREATED, &clone);
+    // A UTS namespace; a thread; a refused unshare; the host.
+    let mut uts = e.clone();
+    uts.flags = Some(0x04000000);
+    silent(&uts);
+    let mut thread = ctr(EvtType::Clone);
+    thread.flags = Some(0x100 | 0x200 | 0x400 | 0x800 | 0x10000);
+    thread.res = 77;
+    silent(&thread);
+    let mut refused = e.clone();
+    refused.res = -1;
+    silent(&refused);
+    let mut on_host = e.clone();
+    on_host.container_id = Some("host");
+    silent(&on_host);
+}
+
+#[test]
+fn benign_everyday_events_fire_nothing() {
+    silent(&read("/etc/ld.so.cache"));
+    silent(&read("/etc/resolv.conf"));
+    silent(&write("/etc/nginx/conf.d/default.conf"));
+    silent(&exec("nginx", &["containerd-shim"]));
+    let mut setns = ctr(EvtType::Setns);
+    setns.flags = Some(0x20000);
+    silent(&setns);
+    silent(&host(EvtType::Execve));
+}
+
+#[test]
+fn alert_has_falco_shape_and_rendered_output() {
+    let ev = read("/etc/shadow");
+    let rule = builtin().first_match(&ev).expect("match");
+    let alert = rule.alert(&ev, &AlertMeta { time_ns: 1_795_435_801_570_634_389, hostname: "node-1" });
+    assert_eq!(alert.priority, Priority::Warning);
+    assert!(
+        alert.output.starts_with("Credential file opened in a container (file=/etc/shadow flags=O_RDONLY proc=app")
+    );
+    assert!(alert.output.contains(&format!("container={CID} name=web image=docker.io/library/nginx:1.25")));
+    assert!(!alert.output.contains('\n'), "folded output is one line");
+    let line = render(&alert, Format::Json);
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    for key in ["time", "rule", "priority", "output", "output_fields", "source", "tags", "hostname"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["output_fields"]["fd.name"], "/etc/shadow");
+    assert_eq!(v["output_fields"]["evt.arg.flags"], "O_RDONLY");
+    assert_eq!(v["output_fields"]["proc.pid"], 4242);
+    assert_eq!(v["output_fields"]["user.uid"], 0);
+    assert_eq!(v["output_fields"]["proc.pname"], "containerd-shim");
+    assert!(v["tags"].as_array().unwrap().iter().any(|t| t == "T1003.008"));
+    assert_eq!(v["time"], "2026-11-23T12:10:01.570634389Z");
+}
