@@ -1,12 +1,13 @@
 //! Command line.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    monitor::{MonitorOptions, btf::VMLINUX_BTF},
+    monitor::{Mode, MonitorOptions, btf::VMLINUX_BTF},
     output::Format,
+    trust::cli::{StateDirArg, TrustCommand},
 };
 
 #[derive(Debug, Parser)]
@@ -49,6 +50,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::rules::cmd::RulesCommand,
     },
+    /// The namespace trust table: show it, or verify every container process against it now.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +96,36 @@ pub struct MonitorArgs {
     /// Behaviour rules: the embedded defaults plus --rules-dir (reloaded on SIGHUP).
     #[command(flatten)]
     pub rules: crate::rules::cmd::RulesSourceArgs,
+    /// Where escapes are seen: `auto` loads the kernel programs and falls back to polling
+    /// /proc (saying so on stderr) when they cannot load; `ebpf` fails instead; `poll` never
+    /// loads them.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub mode: Mode,
+    /// Trust pass interval (`2s`, `500ms`, `1m`) [default: 2s when polling, 30s beside the
+    /// kernel programs].
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub interval: Option<Duration>,
+    #[command(flatten)]
+    pub state: StateDirArg,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 2s, 500ms, 1m)"))?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err("the interval must be between 100ms and 1h".into());
+    }
+    Ok(d)
+}
+
+impl MonitorArgs {
+    pub fn options(&self) -> MonitorOptions {
+        MonitorOptions {
+            mode: self.mode,
+            interval: self.interval,
+            state_dir: self.state.state_dir.clone(),
+            ..self.kernel.monitor_options(self.format)
+        }
+    }
 }
 
 impl KernelArgs {
@@ -100,6 +136,9 @@ impl KernelArgs {
             host_ns_pid: self.host_ns_pid,
             btf_path: self.btf.clone(),
             max_tasks: self.max_tasks,
+            mode: Mode::Ebpf,
+            interval: None,
+            state_dir: crate::trust::DEFAULT_STATE_DIR.into(),
         }
     }
 }

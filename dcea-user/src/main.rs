@@ -25,17 +25,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Exit status: 0 ok, 1 findings/changes (scanners, measure), 2 error.
+    // Exit status: 0 ok, 1 findings/changes/violations (scanners, measure, trust verify), 2 error.
     let result: Result<u8, String> = match cli.command {
         Command::Scan { target } => dcea_user::scan::run(target).map_err(|e| e.to_string()),
         Command::Measure { target: dcea_user::measure::MeasureTarget::Image(args) } => {
             dcea_user::measure::run(&args).map_err(|e| e.to_string())
         }
         Command::Rules { command } => dcea_user::rules::cmd::run(command),
-        Command::Monitor(args) => runtime
-            .block_on(monitor::run(args.kernel.monitor_options(args.format)))
-            .map(|()| 0)
-            .map_err(|e| e.to_string()),
+        Command::Monitor(args) => runtime.block_on(monitor::run(args.options())).map(|()| 0).map_err(|e| e.to_string()),
+        Command::Trust { command } => dcea_user::trust::cli::run(command).map_err(|e| e.to_string()),
         Command::Probe { kernel, format } => monitor::probe(&kernel.monitor_options(Format::Json))
             .map(|report| {
                 match format {

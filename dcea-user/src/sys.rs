@@ -1,6 +1,11 @@
 //! Small wrappers over the host's /proc, clocks and filesystems.
 
-use std::{ffi::CString, fs, io, path::Path};
+use std::{
+    ffi::CString,
+    fs,
+    io::{self, Write},
+    path::Path,
+};
 
 use crate::Error;
 
@@ -102,4 +107,49 @@ pub fn raise_memlock() {
 pub fn c_bytes_to_string(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Replace `path` atomically: write a temp file in the same directory, fsync it, rename it over
+/// `path`, fsync the directory. A crash leaves the old file or the new one, never a torn one.
+/// `mode` is applied to the temp file before the rename (state files are root-only).
+pub fn write_atomic(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut io::BufWriter<&fs::File>) -> io::Result<()>,
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    {
+        let mut w = io::BufWriter::with_capacity(256 * 1024, tmp.as_file());
+        write(&mut w)?;
+        w.flush()?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit (the trust checker keeps a /proc handle per
+/// tracked process); returns the new soft limit.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid rlimit pointers.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
 }

@@ -40,6 +40,15 @@ impl Container {
         Container { id: docker(&args) }
     }
 
+    /// `docker run -d --network none --name <prefix>-<unique> <extra…> IMAGE <cmd…>`: a name
+    /// of ours, so only what a test made is ever removed.
+    pub fn run_named(prefix: &str, extra: &[&str], cmd: &[&str]) -> Container {
+        let name = unique_name(prefix);
+        let mut args = vec!["--name", name.as_str()];
+        args.extend_from_slice(extra);
+        Container::run(&args, cmd)
+    }
+
     /// The container's init pid on the host.
     pub fn pid(&self) -> u32 {
         docker(&["inspect", "-f", "{{.State.Pid}}", &self.id]).parse().expect("pid")
@@ -61,4 +70,11 @@ impl Drop for Container {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rm", "-f", &self.id]).output();
     }
+}
+
+/// `<prefix>-<pid>-<counter>`: unique across tests and concurrent test runs.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }

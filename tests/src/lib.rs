@@ -75,9 +75,15 @@ pub const ESCAPE_RULE: &str = "Container escape into host namespace";
 impl Monitor {
     /// Start `dcea monitor` with `args` and wait for its ready line.
     pub fn start(args: &[&str]) -> Monitor {
+        Monitor::start_with_env(args, &[])
+    }
+
+    /// [`Monitor::start`] with extra environment variables (e.g. `DOCKER_HOST`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Monitor {
         let mut child = Command::new(dcea_bin())
             .arg("monitor")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -80,7 +80,13 @@ pub fn get_stream(socket: &Path, path: &str, timeout: Option<Duration>) -> Resul
 pub fn get_json(socket: &Path, path: &str) -> Result<Value, EngineError> {
     let mut body = Vec::new();
     get_stream(socket, path, Some(JSON_TIMEOUT))?.take(MAX_JSON).read_to_end(&mut body)?;
-    serde_json::from_slice(&body).map_err(|e| EngineError::Json(e.to_string()))
+    parse_json(&body)
+}
+
+/// Engine JSON as the engine wrote it; bytes that are not UTF-8 (a hostile label, a broken
+/// proxy) become U+FFFD instead of failing the whole answer.
+pub fn parse_json(body: &[u8]) -> Result<Value, EngineError> {
+    serde_json::from_str(&String::from_utf8_lossy(body)).map_err(|e| EngineError::Json(e.to_string()))
 }
 
 /// Status line and headers; the body framed by chunked encoding, Content-Length, or close.

@@ -4,7 +4,6 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     fs,
-    io::Write,
     path::{Path, PathBuf},
 };
 
@@ -117,21 +116,11 @@ pub fn record_path(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("measurements").join(format!("{}.json", &key[..32]))
 }
 
-/// Writes the record atomically: temp file in the same directory, fsync, rename, fsync dir.
+/// Writes the record atomically (see [`crate::sys::write_atomic`]).
 pub fn save_record(state_dir: &Path, rec: &Record) -> Result<PathBuf, ImageError> {
     let path = record_path(state_dir, &rec.name);
-    let dir = path.parent().unwrap_or(state_dir);
-    let ctx = |what: &str| format!("{what} {}", dir.display());
-    fs::create_dir_all(dir).map_err(|e| ImageError::io(ctx("creating"), e))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| ImageError::io(ctx("creating a temp file in"), e))?;
-    let body = serde_json::to_vec_pretty(rec).unwrap_or_default();
-    tmp.write_all(&body).map_err(|e| ImageError::io(ctx("writing to"), e))?;
-    tmp.as_file().sync_all().map_err(|e| ImageError::io(ctx("syncing a file in"), e))?;
-    tmp.persist(&path).map_err(|e| ImageError::io(format!("renaming into {}", path.display()), e.error))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    crate::sys::write_atomic(&path, 0o644, |w| serde_json::to_writer_pretty(w, rec).map_err(std::io::Error::other))
+        .map_err(|e| ImageError::io(format!("writing {}", path.display()), e))?;
     Ok(path)
 }
 

@@ -1,32 +1,21 @@
 //! From ring-buffer record to alert: decode, classify, enrich, render.
 
-use std::{collections::BTreeMap, fs};
+use std::fs;
 
-use dcea_common::{Event, EventKind, Hook, NsKind, entered_host_mask, flags};
-use serde_json::{Value, json};
+use dcea_common::{Event, EventKind, Hook, entered_host_mask, flags};
 
+pub use super::alert::{AlertContext, RULE_CRED_ESCALATION, RULE_ESCAPE, RULE_TAMPERED};
 use super::{
+    alert::{self, DetectedBy, Observation, ProcessInfo, SyscallFacts},
     behaviour::{DecodedBehaviour, decode_behaviour, record_kind},
     decode::{cgroup_path, decode, exe_path},
 };
 use crate::{
     container::{self, ContainerRef},
-    output::{Alert, Priority, SOURCE, rfc3339_nanos},
+    output::Alert,
     sys::c_bytes_to_string,
-    trust::{HostNamespaces, Verdict, classify},
+    trust::{Verdict, classify},
 };
-
-pub const RULE_ESCAPE: &str = "Container escape into host namespace";
-pub const RULE_TAMPERED: &str = "Namespaces changed outside namespace syscalls";
-pub const RULE_CRED_ESCALATION: &str = "Container process gained privileges";
-
-/// Everything the pipeline needs that does not change while it runs.
-pub struct AlertContext {
-    pub host: HostNamespaces,
-    pub hostname: String,
-    /// CLOCK_REALTIME - CLOCK_MONOTONIC at start, to put kernel timestamps on the wall clock.
-    pub realtime_offset_ns: i128,
-}
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct PipelineStats {
@@ -131,133 +120,44 @@ impl Pipeline {
     }
 }
 
-fn kinds(mask: u32) -> Vec<&'static str> {
-    NsKind::ALL.iter().filter(|k| mask & k.bit() != 0).map(|k| k.name()).collect()
-}
-
+/// The kernel's record as the shared alert builder's input.
 pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &ProcessDetails) -> Alert {
-    let comm = c_bytes_to_string(&ev.comm);
-    let hook = Hook::from_u32(ev.hook).map(Hook::name).unwrap_or("unknown");
-    let epoch_ns = (ev.ktime_ns as i128 + ctx.realtime_offset_ns).max(0) as u64;
-    let killed = ev.flags & flags::KILLED != 0;
-    let (container_id, runtime) = match &details.container {
-        Some(c) => (c.id.clone(), c.runtime.as_str()),
-        None => ("host".to_string(), ""),
+    let obs = Observation {
+        detected_by: DetectedBy::Ebpf,
+        ktime_ns: ev.ktime_ns,
+        syscall: Some(SyscallFacts {
+            hook: Hook::from_u32(ev.hook).map(Hook::name).unwrap_or("unknown"),
+            ret: ev.ret,
+            at_entry: ev.flags & flags::AT_ENTRY != 0,
+        }),
+        killed: ev.flags & flags::KILLED != 0,
+        from: ev.old.ns,
+        to: ev.new.ns,
+        euid: (ev.old.euid, ev.new.euid),
     };
-
-    let mut f: BTreeMap<String, Value> = BTreeMap::new();
-    f.insert("container.id".into(), json!(container_id));
-    f.insert("container.runtime".into(), json!(runtime));
-    f.insert("proc.pid".into(), json!(ev.tgid));
-    f.insert("proc.tid".into(), json!(ev.pid));
-    f.insert("proc.name".into(), json!(comm));
-    f.insert("proc.exepath".into(), json!(details.exe));
-    f.insert("proc.ppid".into(), json!(ev.ppid));
-    f.insert("proc.pname".into(), json!(details.parent_name));
-    f.insert("user.uid".into(), json!(ev.new.uid));
-    f.insert("evt.type".into(), json!(hook));
-    f.insert("evt.res".into(), json!(ev.ret));
-    f.insert("evt.rawtime".into(), json!(epoch_ns));
-    f.insert("dcea.ktime_ns".into(), json!(ev.ktime_ns));
-    f.insert("dcea.detected_by".into(), json!("ebpf"));
-    f.insert("dcea.action".into(), json!(if killed { "killed" } else { "alert" }));
-    f.insert("dcea.at_syscall_entry".into(), json!(ev.flags & flags::AT_ENTRY != 0));
-
-    let changed = dcea_common::changed_mask(&ev.old, &ev.new);
-    let mut moves = Vec::new();
-    for k in NsKind::ALL.iter().filter(|k| changed & k.bit() != 0) {
-        let (from, to) = (ev.old.ns[k.index()], ev.new.ns[k.index()]);
-        f.insert(format!("dcea.ns.{}.from", k.name()), json!(from));
-        f.insert(format!("dcea.ns.{}.to", k.name()), json!(to));
-        moves.push(format!("{} {from}->{to}", k.name()));
-    }
-    f.insert("dcea.ns.changed".into(), json!(kinds(changed)));
-
-    let who = format!(
-        "{comm} (pid={} tid={} exe={} parent={} ppid={} uid={})",
-        ev.tgid, ev.pid, details.exe, details.parent_name, ev.ppid, ev.new.uid
-    );
-    let where_ = match &details.container {
-        Some(c) => format!("container {} ({})", short_id(&c.id), c.runtime.as_str()),
-        None => format!("a non-host pid namespace {}", ev.old.ns[NsKind::Pid.index()]),
+    let proc = ProcessInfo {
+        pid: ev.tgid,
+        tid: ev.pid,
+        name: c_bytes_to_string(&ev.comm),
+        exe: details.exe.clone(),
+        ppid: ev.ppid,
+        pname: details.parent_name.clone(),
+        uid: Some(ev.new.uid),
     };
-    let action = if killed { "; killed before returning to user space (enforce)" } else { "" };
-
-    let (rule, priority, tags, output) = match verdict {
-        Verdict::Escape { entered, unexplained } => {
-            f.insert("dcea.ns.entered_host".into(), json!(kinds(entered)));
-            f.insert("dcea.unexplained".into(), json!(unexplained));
-            let how = if unexplained {
-                format!("without a namespace syscall (noticed at {hook})")
-            } else {
-                format!("via {hook}")
-            };
-            (
-                RULE_ESCAPE,
-                Priority::Critical,
-                vec!["container", "escape", "namespace", "mitre_privilege_escalation", "T1611"],
-                format!(
-                    "Container escape: {who} in {where_} entered host {} namespace(s) {how} [{}]{action}",
-                    kinds(entered).join(","),
-                    moves.join(", ")
-                ),
-            )
-        }
-        Verdict::Tampered { changed } => (
-            RULE_TAMPERED,
-            Priority::Critical,
-            vec!["kernel_exploit", "namespace", "mitre_privilege_escalation", "T1068"],
-            format!(
-                "Namespaces of {who} changed without a namespace syscall (noticed at {hook}): {} [{}]",
-                kinds(changed).join(","),
-                moves.join(", ")
-            ),
-        ),
-        Verdict::CredEscalation { gained_root, gained_caps } => {
-            f.insert("dcea.cred.euid.from".into(), json!(ev.old.euid));
-            f.insert("dcea.cred.euid.to".into(), json!(ev.new.euid));
-            f.insert("dcea.cred.caps_gained".into(), json!(format!("{gained_caps:#x}")));
-            (
-                RULE_CRED_ESCALATION,
-                // Gaining root is worse than gaining a capability.
-                if gained_root { Priority::Critical } else { Priority::Warning },
-                vec!["container", "privilege_escalation", "mitre_privilege_escalation", "T1068"],
-                format!(
-                    "Privileges raised in {where_}: {who} euid {}->{}{} via commit_creds",
-                    ev.old.euid,
-                    ev.new.euid,
-                    if gained_caps != 0 { format!(", gained capabilities {gained_caps:#x}") } else { String::new() },
-                ),
-            )
-        }
-        Verdict::Benign => (
-            "Namespace transition",
-            Priority::Informational,
-            vec!["namespace"],
-            format!("{who} namespace transition via {hook} [{}]", moves.join(", ")),
-        ),
-    };
-    Alert {
-        time: rfc3339_nanos(epoch_ns),
-        rule: rule.to_string(),
-        priority,
-        output,
-        output_fields: f,
-        source: SOURCE,
-        tags: tags.into_iter().map(str::to_string).collect(),
-        hostname: ctx.hostname.clone(),
-    }
-}
-
-fn short_id(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    alert::build_alert(verdict, &obs, &proc, details.container.as_ref(), ctx)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::monitor::decode::tests::{bytes_of, zeroed};
+    use crate::{
+        container::metadata::{ContainerMeta, MetadataCache},
+        monitor::decode::tests::{bytes_of, zeroed},
+        output::Priority,
+        trust::HostNamespaces,
+    };
     use dcea_common::{EventKind, NsKind, TaskSnapshot};
+    use serde_json::json;
 
     const ID: &str = "3f4e5d6c7b8a99001122334455667788aabbccddeeff00112233445566778899";
 
@@ -269,6 +169,7 @@ mod tests {
             host: HostNamespaces { ns, mnt_net_source: "test".into() },
             hostname: "node-1".into(),
             realtime_offset_ns: 1_700_000_000_000_000_000,
+            metadata: MetadataCache::disabled(),
         })
     }
 
@@ -320,6 +221,31 @@ mod tests {
         assert!(alert.output.contains("container 3f4e5d6c7b8a (docker)"), "{}", alert.output);
         assert_eq!(alert.hostname, "node-1");
         assert_eq!(p.stats.alerts, 1);
+        assert_eq!(f["container.name"], serde_json::Value::Null, "no engine: ids only");
+        assert_eq!(f["dcea.detected_by"], "ebpf");
+        assert_eq!(f["dcea.unexplained"], false);
+        assert_eq!(f["user.uid"], 0);
+    }
+
+    #[test]
+    fn kernel_alerts_carry_engine_metadata() {
+        let mut p = pipeline();
+        p.ctx.metadata.insert(ContainerMeta {
+            id: ID.into(),
+            name: Some("web".into()),
+            image: Some("nginx:1.25".into()),
+            labels: [("io.kubernetes.pod.name".to_string(), "web-0".to_string())].into(),
+            k8s_pod_name: Some("web-0".into()),
+            ..Default::default()
+        });
+        let ev = escape_event(&p);
+        let alert = p.process(&bytes_of(&ev)).expect("escape alert");
+        let f = &alert.output_fields;
+        assert_eq!(f["container.name"], "web");
+        assert_eq!(f["container.image"], "nginx:1.25");
+        assert_eq!(f["k8s.pod.name"], "web-0");
+        assert_eq!(f["container.labels"]["io.kubernetes.pod.name"], "web-0");
+        assert!(alert.output.contains("container web (3f4e5d6c7b8a, docker, image nginx:1.25)"), "{}", alert.output);
     }
 
     #[test]

@@ -173,7 +173,12 @@ fn throughput(records: usize) -> f64 {
     let mut host = HostNamespaces { ns: HostNamespaces::fixed(), mnt_net_source: "bench".into() };
     host.ns[NsKind::Mnt.index()] = 4026531832;
     host.ns[NsKind::Net.index()] = 4026531833;
-    let mut pipeline = Pipeline::new(AlertContext { host, hostname: "bench".into(), realtime_offset_ns: 0 });
+    let mut pipeline = Pipeline::new(AlertContext {
+        host,
+        hostname: "bench".into(),
+        realtime_offset_ns: 0,
+        metadata: dcea_user::container::metadata::MetadataCache::disabled(),
+    });
     let stream: Vec<Vec<u8>> = (0..4096).map(synthetic_record).collect();
     let start = Instant::now();
     let mut alerts = 0;
