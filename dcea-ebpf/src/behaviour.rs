@@ -17,8 +17,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use dcea_common::{
-    ABSENT, Behaviour, CGROUP_NAME_LEN, EventKind, Hook, NsKind, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState,
-    arg, flags, stats,
+    ABSENT, Behaviour, EventKind, Hook, NsKind, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState, arg, flags, stats,
 };
 
 use crate::{

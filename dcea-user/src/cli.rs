@@ -123,6 +123,7 @@ impl MonitorArgs {
             mode: self.mode,
             interval: self.interval,
             state_dir: self.state.state_dir.clone(),
+            rules: self.rules.load_options(),
             ..self.kernel.monitor_options(self.format)
         }
     }
@@ -139,6 +140,7 @@ impl KernelArgs {
             mode: Mode::Ebpf,
             interval: None,
             state_dir: crate::trust::DEFAULT_STATE_DIR.into(),
+            rules: crate::rules::LoadOptions::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod metadata;
+pub mod overlay;
 
 use std::fs;
 

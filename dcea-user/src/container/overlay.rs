@@ -72,7 +72,9 @@ mod tests {
         assert_eq!(root_upperdir(host), None);
         let escaped = "1 0 0:1 / / rw - overlay overlay rw,upperdir=/var/lib/with\\040space/diff,workdir=/w\n";
         assert_eq!(root_upperdir(escaped).as_deref(), Some("/var/lib/with space/diff"));
-        for junk in ["", "garbage", " - overlay", "1 2 3 4 / - overlay overlay", "1 2 3 4 / x - overlay o upperdir=\\777\\"] {
+        for junk in
+            ["", "garbage", " - overlay", "1 2 3 4 / - overlay overlay", "1 2 3 4 / x - overlay o upperdir=\\777\\"]
+        {
             let _ = root_upperdir(junk); // never panics
         }
     }

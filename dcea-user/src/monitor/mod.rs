@@ -6,11 +6,13 @@ pub mod btf;
 pub mod decode;
 pub mod loader;
 pub mod pipeline;
+pub mod rules_event;
 
 use std::{
     collections::HashMap,
     io::{self, BufWriter},
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -58,6 +60,8 @@ pub struct MonitorOptions {
     /// Trust pass interval; `None`: 2 s when polling, 30 s beside the kernel programs.
     pub interval: Option<Duration>,
     pub state_dir: PathBuf,
+    /// Where behaviour rules come from (reloaded on SIGHUP).
+    pub rules: crate::rules::LoadOptions,
 }
 
 /// Trust passes beside the kernel programs are a safety net (escapes before dcea started,
@@ -107,6 +111,21 @@ fn ebpf_unavailable(e: &Error) -> bool {
     )
 }
 
+/// Load and compile the behaviour rules, saying on stderr what was loaded.
+fn load_rules(opts: &crate::rules::LoadOptions) -> Result<crate::rules::RuleSet, String> {
+    let set = crate::rules::RuleSet::load(opts).map_err(|e| e.to_string())?;
+    for w in set.warnings() {
+        eprintln!("dcea: rules warning: {w}");
+    }
+    eprintln!(
+        "dcea: behaviour rules: {} rules ({} enabled) from {}",
+        set.rules().len(),
+        set.rules().iter().filter(|r| r.enabled).count(),
+        set.files().join(", ")
+    );
+    Ok(set)
+}
+
 fn start_kernel(opts: &MonitorOptions, ctx: &AlertContext) -> Result<Kernel, Error> {
     let loader::Loaded { mut ebpf, report } = loader::load(opts.load_options(ctx.host.clone()))?;
     eprint!("{}", report.render_text());
@@ -147,6 +166,9 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         return Err(Error::NotRoot);
     }
     let host = HostNamespaces::detect(opts.host_ns_pid)?;
+    // A ruleset that does not load is an error at start (fix it with `dcea rules validate`);
+    // on SIGHUP the last good one stays.
+    let mut rules = Arc::new(load_rules(&opts.rules).map_err(Error::Usage)?);
     let metadata = MetadataCache::start(engine::socket_path());
     let ctx = AlertContext::new(host, metadata.clone());
 
@@ -166,6 +188,11 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
             Err(e) => return Err(e),
         },
     };
+    if let Some(k) = kernel.as_mut() {
+        k.pipeline.rules = Some(rules.clone());
+    } else {
+        eprintln!("dcea: behaviour rules need the kernel programs: not evaluated in poll mode");
+    }
     let interval = opts.interval.unwrap_or(if kernel.is_some() { SAFETY_NET_INTERVAL } else { POLL_INTERVAL });
     // Names in the first pass's alerts: wait briefly for the engine's first listing.
     metadata.wait_ready(Duration::from_secs(2));
@@ -207,6 +234,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("installing SIGHUP handler", e))?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     // The kernel wakes us at once only for possible alerts; everything else is read here.
     let mut drain = tokio::time::interval(DRAIN_INTERVAL);
@@ -246,6 +274,15 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
                 }
                 dedup.expire();
             }
+            _ = sighup.recv() => match load_rules(&opts.rules) {
+                Ok(new) => {
+                    rules = Arc::new(new);
+                    if let Some(k) = kernel.as_mut() {
+                        k.pipeline.rules = Some(rules.clone());
+                    }
+                }
+                Err(e) => eprintln!("dcea: SIGHUP: keeping the previous {} rules: {e}", rules.rules().len()),
+            },
             _ = sigterm.recv() => break Ok(()),
             _ = sigint.recv() => break Ok(()),
         }
@@ -353,8 +390,10 @@ fn consume<W: io::Write>(
 ) -> Result<(), Error> {
     let before = k.pipeline.stats.records;
     let rb = k.ring.get_mut();
+    let mut alerts = Vec::new();
     while let Some(record) = rb.next() {
-        if let Some(alert) = k.pipeline.process(&record) {
+        k.pipeline.process_into(&record, &mut alerts);
+        for alert in alerts.drain(..) {
             trust.note_alert(&alert);
             if dedup.admit(&alert) {
                 write_or_stop(sink.write(&alert))?;

@@ -10,9 +10,13 @@ use super::{
     behaviour::{DecodedBehaviour, decode_behaviour, record_kind},
     decode::{cgroup_path, decode, exe_path},
 };
+use std::sync::Arc;
+
+use super::rules_event::KernelEvent;
 use crate::{
-    container::{self, ContainerRef},
+    container::{self, ContainerRef, metadata::add_container_fields},
     output::Alert,
+    rules::{AlertMeta, EventView, RuleSet},
     sys::c_bytes_to_string,
     trust::{Verdict, classify},
 };
@@ -56,49 +60,116 @@ impl ProcessDetails {
 pub struct Pipeline {
     pub ctx: AlertContext,
     pub stats: PipelineStats,
+    /// Behaviour rules; `None` evaluates none (swapped whole on SIGHUP).
+    pub rules: Option<Arc<RuleSet>>,
 }
 
 impl Pipeline {
     pub fn new(ctx: AlertContext) -> Pipeline {
-        Pipeline { ctx, stats: PipelineStats::default() }
+        Pipeline { ctx, stats: PipelineStats::default(), rules: None }
     }
 
-    /// Decode and classify one record. Cheap for the benign majority: /proc is read only
-    /// when the verdict depends on it or an alert is raised.
+    /// The first alert a record raises (see [`Pipeline::process_into`]).
     pub fn process(&mut self, record: &[u8]) -> Option<Alert> {
+        let mut out = Vec::new();
+        self.process_into(record, &mut out);
+        out.into_iter().next()
+    }
+
+    /// Decode and classify one record, appending every alert it raises (an escape verdict
+    /// and any behaviour rules it matches). Cheap for the benign majority: /proc is read only
+    /// when the verdict depends on it or an alert is raised.
+    pub fn process_into(&mut self, record: &[u8], out: &mut Vec<Alert>) {
         self.stats.records += 1;
         if record_kind(record) == Some(EventKind::Behaviour as u32) {
-            return self.behaviour(record);
+            return self.behaviour(record, out);
         }
         let ev = match decode(record) {
             Ok(ev) => ev,
             Err(e) => {
                 self.stats.decode_errors += 1;
                 tracing::warn!("dropping malformed ring-buffer record: {e}");
-                return None;
+                return;
             }
         };
         let (verdict, details) = self.judge(&ev);
-        if verdict == Verdict::Benign {
-            return None;
+        if verdict != Verdict::Benign {
+            self.stats.alerts += 1;
+            let details = details.unwrap_or_else(|| ProcessDetails::collect(&ev));
+            out.push(build_alert(&ev, verdict, &self.ctx, &details));
         }
-        self.stats.alerts += 1;
-        let details = details.unwrap_or_else(|| ProcessDetails::collect(&ev));
-        Some(build_alert(&ev, verdict, &self.ctx, &details))
+        // Namespaces a container task made for itself (unshare/clone), past the runtime's
+        // setup: the rules judge those.
+        let rules_see = ev.kind == EventKind::Transition as u32
+            && ev.flags & flags::CONTAINER != 0
+            && ev.flags & (flags::RUNTIME_SETUP | flags::SUMMARY) == 0;
+        if rules_see && let Some(rules) = self.rules.clone() {
+            let container = match ev.flags & flags::CGROUP_RESOLVED {
+                0 => container::of_pid(ev.tgid),
+                _ => container::from_cgroup_path(&cgroup_path(&ev)),
+            };
+            let meta = container.as_ref().and_then(|c| self.ctx.metadata.lookup(&c.id));
+            let epoch_ns = self.epoch_ns(ev.ktime_ns);
+            let exe = exe_path(&ev).unwrap_or_default();
+            let host_ns = self.ctx.host.ns;
+            if let Some(kev) = KernelEvent::transition(&ev, exe, epoch_ns, &host_ns, container.as_ref(), meta.clone()) {
+                self.evaluate(&rules, &kev, ev.tgid, epoch_ns, container.as_ref(), meta.as_deref(), out);
+            }
+        }
     }
 
-    fn behaviour(&mut self, record: &[u8]) -> Option<Alert> {
+    fn epoch_ns(&self, ktime_ns: u64) -> u64 {
+        (ktime_ns as i128 + self.ctx.realtime_offset_ns).max(0) as u64
+    }
+
+    fn behaviour(&mut self, record: &[u8], out: &mut Vec<Alert>) {
         self.stats.behaviours += 1;
         let decoded = match decode_behaviour(record).map(DecodedBehaviour::new) {
             Ok(Some(d)) => d,
             Ok(None) | Err(_) => {
                 self.stats.decode_errors += 1;
                 tracing::warn!("dropping malformed behaviour record of {} bytes", record.len());
-                return None;
+                return;
             }
         };
-        tracing::debug!("behaviour: {decoded:?}");
-        None
+        tracing::trace!("behaviour: {decoded:?}");
+        let Some(rules) = self.rules.clone() else { return };
+        let container = match decoded.raw.flags & flags::CGROUP_RESOLVED {
+            0 => container::of_pid(decoded.raw.tgid),
+            _ => container::from_cgroup_path(&decoded.cgroup_path),
+        };
+        let meta = container.as_ref().and_then(|c| self.ctx.metadata.lookup(&c.id));
+        let epoch_ns = self.epoch_ns(decoded.raw.ktime_ns);
+        let host_ns = self.ctx.host.ns;
+        let Some(kev) = KernelEvent::behaviour(&decoded, epoch_ns, &host_ns, container.as_ref(), meta.clone()) else {
+            return;
+        };
+        self.evaluate(&rules, &kev, decoded.raw.tgid, epoch_ns, container.as_ref(), meta.as_deref(), out);
+    }
+
+    /// Every rule the event matches becomes a Falco-shaped alert carrying the container's
+    /// metadata, like the escape alerts.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &mut self,
+        rules: &RuleSet,
+        kev: &KernelEvent<'_>,
+        tgid: u32,
+        epoch_ns: u64,
+        container: Option<&ContainerRef>,
+        meta: Option<&crate::container::metadata::ContainerMeta>,
+        out: &mut Vec<Alert>,
+    ) {
+        for rule in rules.matching(kev) {
+            let mut alert = rule.alert(kev, &AlertMeta { time_ns: epoch_ns, hostname: &self.ctx.hostname });
+            let f = &mut alert.output_fields;
+            add_container_fields(f, container, meta);
+            f.insert("proc.pid".into(), serde_json::json!(tgid));
+            f.insert("evt.type".into(), serde_json::json!(kev.evt_type().name()));
+            f.insert("dcea.detected_by".into(), serde_json::json!("ebpf"));
+            self.stats.alerts += 1;
+            out.push(alert);
+        }
     }
 
     /// Classify; consult /proc only when the kernel sent no cgroup names for a task that

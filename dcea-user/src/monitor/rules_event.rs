@@ -238,7 +238,10 @@ impl<'a> KernelEvent<'a> {
             if exe.is_empty() || self.container.is_none() {
                 return None;
             }
+            // A short-lived process may be gone: any process of the container sees the same
+            // root, and the engine knows its init.
             overlay::in_upper_layer(self.tgid(), exe)
+                .or_else(|| self.meta.as_ref().and_then(|m| m.pid).and_then(|pid| overlay::in_upper_layer(pid, exe)))
         })
     }
 
@@ -389,11 +392,11 @@ impl EventView for KernelEvent<'_> {
             FieldId::UserEuid => Value::Num(self.snap().euid as i64),
             FieldId::ContainerId => Value::Str(self.container.map_or("host", |c| c.id.as_str())),
             FieldId::ContainerRuntime => s(self.container.map(|c| c.runtime.as_str())),
-            FieldId::ContainerName => s(meta.map(|m| m.name.as_str())),
-            FieldId::ContainerImage => s(meta.map(|m| m.image.as_str())),
-            FieldId::ContainerImageRepository => s(meta.map(|m| m.image_repository.as_str())),
-            FieldId::ContainerImageTag => s(meta.map(|m| m.image_tag.as_str())),
-            FieldId::ContainerImageDigest => s(meta.map(|m| m.image_digest.as_str())),
+            FieldId::ContainerName => s(meta.and_then(|m| m.name.as_deref())),
+            FieldId::ContainerImage => s(meta.and_then(|m| m.image.as_deref())),
+            FieldId::ContainerImageRepository => s(meta.and_then(|m| m.image_repository.as_deref())),
+            FieldId::ContainerImageTag => s(meta.and_then(|m| m.image_tag.as_deref())),
+            FieldId::ContainerImageDigest => s(meta.and_then(|m| m.image_digest.as_deref())),
             FieldId::ContainerPrivileged => meta.and_then(|m| m.privileged).map_or(Value::None, Value::Bool),
             FieldId::K8sPodName => s(meta.and_then(|m| m.k8s_pod_name.as_deref())),
             FieldId::K8sNsName => s(meta.and_then(|m| m.k8s_ns_name.as_deref())),

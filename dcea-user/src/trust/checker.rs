@@ -586,15 +586,11 @@ impl TrustChecker {
     }
 
     fn class_of(&mut self, pid: u32, dir: &ProcDir, stat: &Stat, now: u64, grace: u64) -> Class {
-        if let Some(r) = self.restored.remove(&(pid, stat.start_time)) {
-            if self.containers.contains_key(&r.container) {
-                let _ = r.comm;
-                return Class::Container(Member {
-                    container: r.container,
-                    comm: stat.comm.clone(),
-                    trusted: Some(r.ns),
-                });
-            }
+        if let Some(r) = self.restored.remove(&(pid, stat.start_time))
+            && self.containers.contains_key(&r.container)
+        {
+            let _ = r.comm;
+            return Class::Container(Member { container: r.container, comm: stat.comm.clone(), trusted: Some(r.ns) });
         }
         let young = now.saturating_sub(stat.start_time) < grace;
         let by_cgroup = dir.read("cgroup", &mut self.buf).ok().and_then(|()| {
@@ -638,7 +634,7 @@ impl TrustChecker {
     fn take_baselines(&mut self) -> usize {
         for c in self.containers.values_mut() {
             if let Some(b) = c.baseline
-                && !self.procs.get(&b.init_pid).is_some_and(|t| t.start_time == b.init_start)
+                && self.procs.get(&b.init_pid).is_none_or(|t| t.start_time != b.init_start)
                 && !self.restored.contains_key(&(b.init_pid, b.init_start))
             {
                 // The init is gone (a restart): take the baseline again, never trusting more.

@@ -397,13 +397,14 @@ fn bpf() {
     e.bpf_cmd = Some(5); // BPF_PROG_LOAD
     e.res = 7;
     fires(names::BPF_FROM_CONTAINER, &e);
-    // The agent itself on the host; a refused probe in a container.
+    // The agent itself on the host.
     let mut host_agent = e.clone();
     host_agent.container_id = Some("host");
     silent(&host_agent);
-    let mut refused = e.clone();
-    refused.res = -1;
-    silent(&refused);
+    // Reported at entry: an attempt counts whatever its result.
+    let mut attempt = e.clone();
+    attempt.res = -1;
+    fires(names::BPF_FROM_CONTAINER, &attempt);
 }
 
 #[test]
