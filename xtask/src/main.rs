@@ -42,12 +42,21 @@ enum Cmd {
     },
     /// Every test: unit tests, then the privileged and Docker end-to-end tests (as root).
     Test,
-    /// Benchmarks: detection latency, hooked-syscall overhead, ring-buffer throughput.
-    Bench,
+    /// Benchmarks: rule evaluation throughput (no privileges needed), then detection latency,
+    /// hooked-syscall overhead and ring-buffer throughput (as root).
+    Bench {
+        /// Only the rule evaluation benchmark.
+        #[arg(long)]
+        rules_only: bool,
+    },
     /// clippy on the host crates and on the eBPF crate for the bpf target.
     Clippy,
-    /// Fuzz the image layer walker for a bounded time (cargo-fuzz, nightly, libFuzzer).
+    /// Fuzz for a bounded time (cargo-fuzz, nightly, libFuzzer): every target in fuzz/ for
+    /// --seconds each, or only --target NAME.
     Fuzz {
+        /// One target (e.g. layer_walker, rules_parser); default: all of them.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
@@ -93,13 +102,13 @@ fn run(cli: Cli) -> Result<()> {
             setup::ensure()?;
             test(&root)
         }
-        Cmd::Bench => {
+        Cmd::Bench { rules_only } => {
             setup::ensure()?;
-            bench(&root)
+            bench(&root, rules_only)
         }
-        Cmd::Fuzz { seconds } => {
+        Cmd::Fuzz { target, seconds } => {
             setup::ensure()?;
-            fuzz(&root, seconds)
+            fuzz(&root, target.as_deref(), seconds)
         }
         Cmd::Clippy => {
             setup::ensure()?;
@@ -212,29 +221,70 @@ fn test(root: &Path) -> Result<()> {
     )
 }
 
-fn bench(root: &Path) -> Result<()> {
+fn bench(root: &Path, rules_only: bool) -> Result<()> {
     build(root, true)?;
-    if !is_root() {
-        bail!("the benchmarks load eBPF programs: run `cargo xtask bench` as root");
-    }
     let target = root.join("target").join("release");
+    eprintln!("xtask: rule evaluation benchmark (one core, default ruleset, synthetic stream)");
+    status(&mut Command::new(target.join("bench_rules")))?;
+    if rules_only {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("the other benchmarks load eBPF programs: run `cargo xtask bench` as root (or --rules-only)");
+    }
     status(Command::new(target.join("dcea-bench")).env("DCEA_BIN", target.join("dcea")))
 }
 
-fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+/// The fuzz targets cargo-fuzz knows (fuzz/Cargo.toml's [[bin]]s).
+fn fuzz_targets(root: &Path) -> Result<Vec<String>> {
+    let out = Command::new("rustup")
+        .current_dir(root)
+        .env("PATH", setup::path_with_cargo_bin())
+        .args(["run", "nightly", "cargo", "fuzz", "list"])
+        .output()
+        .context("cargo fuzz list")?;
+    if !out.status.success() {
+        bail!("cargo fuzz list failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect())
+}
+
+fn fuzz(root: &Path, only: Option<&str>, seconds: u64) -> Result<()> {
     let has_cargo_fuzz = cargo(root).args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
     if !has_cargo_fuzz {
         eprintln!("xtask: installing cargo-fuzz");
         status(cargo(root).args(["install", "cargo-fuzz"]))?;
     }
-    // The fuzz build needs no eBPF object; AYA_BUILD_SKIP keeps sanitizer flags away from it.
-    status(
-        Command::new("rustup")
-            .current_dir(root)
+    let all = fuzz_targets(root)?;
+    let targets: Vec<String> = match only {
+        Some(t) if all.iter().any(|a| a == t) => vec![t.to_string()],
+        Some(t) => bail!("no fuzz target `{t}` (targets: {})", all.join(", ")),
+        None => all,
+    };
+    let fuzz_dir = root.join("fuzz");
+    for target in &targets {
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        // The working corpus (ignored by git) first, where libFuzzer saves new inputs; the
+        // committed seeds after it.
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
+        let mut cmd = Command::new("rustup");
+        cmd.current_dir(root)
             .env("PATH", setup::path_with_cargo_bin())
+            // The fuzz build needs no eBPF object; AYA_BUILD_SKIP keeps sanitizer flags away from it.
             .env("AYA_BUILD_SKIP", "1")
-            .args(["run", "nightly", "cargo", "fuzz", "run", "layer_walker", "--"])
-            .arg(format!("-max_total_time={seconds}"))
-            .arg("-rss_limit_mb=2048"),
-    )
+            .args(["run", "nightly", "cargo", "fuzz", "run", target])
+            .arg(&corpus);
+        let seeds = fuzz_dir.join("seeds").join(target);
+        if seeds.is_dir() {
+            cmd.arg(&seeds);
+        }
+        cmd.arg("--").arg(format!("-max_total_time={seconds}")).arg("-rss_limit_mb=2048");
+        let dict = fuzz_dir.join("dicts").join(format!("{target}.dict"));
+        if dict.is_file() {
+            cmd.arg(format!("-dict={}", dict.display()));
+        }
+        status(&mut cmd)?;
+    }
+    Ok(())
 }

@@ -159,23 +159,25 @@ pub fn run(cmd: RulesCommand) -> Result<u8, String> {
 
 fn rules_table(rows: &[RuleRow]) -> String {
     let color = std::io::stdout().is_terminal();
-    let w_name = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(4).max(4);
-    let mut out = format!("{:<w_name$}  {:<13}  {:<7}  {:<40}  SOURCE\n", "RULE", "PRIORITY", "ENABLED", "TAGS");
+    let width = |f: &dyn Fn(&RuleRow) -> usize, title: &str| rows.iter().map(f).max().unwrap_or(0).max(title.len());
+    let w_name = width(&|r| r.name.chars().count(), "RULE");
+    let w_tags = width(&|r| r.tags.join(",").chars().count(), "TAGS");
+    let mut out = format!("{:<w_name$}  {:<13}  {:<7}  {:<w_tags$}  SOURCE\n", "RULE", "PRIORITY", "ENABLED", "TAGS");
     for r in rows {
-        let tags = r.tags.join(",");
         let line = format!(
-            "{:<w_name$}  {:<13}  {:<7}  {:<40}  {}:{}\n",
+            "{:<w_name$}  {:<13}  {:<7}  {:<w_tags$}  {}:{}",
             r.name,
             format!("{:?}", r.priority),
             if r.enabled { "yes" } else { "no" },
-            tags,
+            r.tags.join(","),
             r.source,
             r.line
         );
         if color && !r.enabled {
-            out.push_str(&format!("\x1b[2m{}\x1b[0m\n", line.trim_end()));
+            out.push_str(&format!("\x1b[2m{line}\x1b[0m\n"));
         } else {
             out.push_str(&line);
+            out.push('\n');
         }
     }
     out

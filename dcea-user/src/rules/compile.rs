@@ -338,6 +338,24 @@ impl<'s> Compiler<'s> {
                 out.extend(expanded.iter().map(|s| (s.clone(), l.span)));
                 continue;
             }
+            if !l.quoted
+                && l.text.contains('_')
+                && let Some(list) = self
+                    .store
+                    .lists
+                    .items
+                    .iter()
+                    .find(|d| fields::edit_distance(&l.text, &d.name) <= 2)
+                    .map(|d| d.name.clone())
+            {
+                self.store.warn(
+                    l.span,
+                    format!(
+                        "`{}` is not a list, so it is compared as a string (did you mean the list `{list}`?)",
+                        l.text
+                    ),
+                );
+            }
             out.push((l.text, l.span));
         }
         Ok(out)

@@ -259,7 +259,13 @@ impl Parser<'_> {
             Some(b'(') => {
                 self.enter()?;
                 self.i += 1;
-                let inner = self.or()?;
+                let inner = match self.or() {
+                    // Input that ends inside the parentheses: the open `(` is the news.
+                    Err(e) if e.off as usize >= self.s.len() => {
+                        return Err(self.err(start, "unbalanced parentheses: this `(` is never closed"));
+                    }
+                    r => r?,
+                };
                 self.ws();
                 if self.s.get(self.i) != Some(&b')') {
                     let found = self.describe_here();

@@ -2,14 +2,21 @@
 //! prefixes, flag masks) is built at compile time; evaluating reads field values borrowed from
 //! the event and allocates nothing.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use super::{
-    event::{EventView, TypeSet, Value},
+    event::{EventView, EvtType, TypeSet, Value},
     fields::{Access, FieldRef, FlagKind, FlagSpec, MAX_GENERATION, O_ACCMODE, S_IFMT},
 };
 
-#[derive(Debug)]
+/// Macros up to this many nodes are inlined into each rule's per-type expression; larger
+/// ones stay shared, so specialisation cannot blow up memory.
+const INLINE_MACRO_SIZE: usize = 64;
+
+#[derive(Debug, Clone)]
 pub(crate) enum Expr {
     Const(bool),
     /// `evt.type` test against a set.
@@ -22,7 +29,7 @@ pub(crate) enum Expr {
     Macro(Arc<Expr>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Check {
     pub field: FieldRef,
     /// `proc.aname` without `[N]`: true when any ancestor satisfies the test.
@@ -53,7 +60,7 @@ impl NumOp {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Test {
     Exists,
     StrEq(Box<str>),
@@ -78,7 +85,7 @@ pub(crate) enum Test {
 }
 
 /// String set for `in`: a short list is scanned, a long one hashed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum StrSet {
     Small(Box<[Box<str>]>),
     Hashed(HashSet<Box<str>>),
@@ -227,45 +234,61 @@ impl Glob {
 // ---------------------------------------------------------------------------------------------
 // pmatch: path prefixes by whole components, components may be globs
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Comp {
     Lit(Box<str>),
     Glob(Glob),
 }
 
-#[derive(Debug)]
-pub(crate) struct PathSet(Box<[Box<[Comp]>]>);
+/// pmatch prefixes: literal ones compared as strings, ones with glob components walked
+/// component by component.
+#[derive(Debug, Clone)]
+pub(crate) struct PathSet {
+    literal: Box<[Box<str>]>,
+    globbed: Box<[Box<[Comp]>]>,
+}
 
 impl PathSet {
     pub fn new(prefixes: &[String]) -> PathSet {
-        PathSet(
-            prefixes
-                .iter()
-                .map(|p| {
-                    p.split('/')
-                        .filter(|c| !c.is_empty())
-                        .map(
-                            |c| {
-                                if c.contains(['*', '?', '[']) { Comp::Glob(Glob::new(c)) } else { Comp::Lit(c.into()) }
-                            },
-                        )
-                        .collect()
-                })
-                .collect(),
-        )
+        let mut literal = Vec::new();
+        let mut globbed = Vec::new();
+        for p in prefixes {
+            let comps: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+            if comps.iter().any(|c| c.contains(['*', '?', '['])) {
+                globbed.push(
+                    comps
+                        .iter()
+                        .map(|c| {
+                            if c.contains(['*', '?', '[']) { Comp::Glob(Glob::new(c)) } else { Comp::Lit((*c).into()) }
+                        })
+                        .collect(),
+                );
+            } else {
+                // Normalised: `/a//b/` → `/a/b`; `/` stays `/` (matches every absolute path).
+                literal.push(format!("/{}", comps.join("/")).into_boxed_str());
+            }
+        }
+        PathSet { literal: literal.into(), globbed: globbed.into() }
     }
 
     fn matches(&self, path: &str) -> bool {
-        self.0.iter().any(|prefix| {
-            let mut comps = path.split('/').filter(|c| !c.is_empty());
-            prefix.iter().all(|want| match comps.next() {
-                Some(c) => match want {
-                    Comp::Lit(l) => &**l == c,
-                    Comp::Glob(g) => g.matches(c),
-                },
-                None => false,
+        let literal = self.literal.iter().any(|p| {
+            if &**p == "/" {
+                return path.starts_with('/');
+            }
+            path.starts_with(&**p) && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
+        });
+        literal
+            || self.globbed.iter().any(|prefix| {
+                let mut comps = path.split('/').filter(|c| !c.is_empty());
+                prefix.iter().all(|want| match comps.next() {
+                    Some(c) => match want {
+                        Comp::Lit(l) => &**l == c,
+                        Comp::Glob(g) => g.matches(c),
+                    },
+                    None => false,
+                })
             })
-        })
     }
 }
 
@@ -393,6 +416,59 @@ impl Expr {
                 (must.complement(), may.complement())
             }
             Expr::Macro(e) => e.types(),
+        }
+    }
+
+    /// The expression as it evaluates for events of type `t`: `evt.type` tests become
+    /// constants and fold away, small macros are inlined, nested and/or are flattened. The
+    /// per-type index holds these, so the hot path skips what the event type already decides.
+    pub fn specialize(&self, t: EvtType, memo: &mut HashMap<(usize, EvtType), Arc<Expr>>) -> Expr {
+        match self {
+            Expr::Const(b) => Expr::Const(*b),
+            Expr::Types(s) => Expr::Const(s.contains(t)),
+            Expr::Check(c) => Expr::Check(c.clone()),
+            Expr::Not(e) => match e.specialize(t, memo) {
+                Expr::Const(b) => Expr::Const(!b),
+                Expr::Not(inner) => *inner,
+                e => Expr::Not(Box::new(e)),
+            },
+            Expr::Macro(m) => {
+                if m.expanded_size() <= INLINE_MACRO_SIZE {
+                    return m.specialize(t, memo);
+                }
+                let key = (Arc::as_ptr(m) as usize, t);
+                if let Some(done) = memo.get(&key) {
+                    return Expr::Macro(done.clone());
+                }
+                match m.specialize(t, memo) {
+                    Expr::Const(b) => Expr::Const(b),
+                    e => {
+                        let e = Arc::new(e);
+                        memo.insert(key, e.clone());
+                        Expr::Macro(e)
+                    }
+                }
+            }
+            Expr::And(items) | Expr::Or(items) => {
+                let is_and = matches!(self, Expr::And(_));
+                let mut out = Vec::with_capacity(items.len());
+                for item in items.iter() {
+                    match item.specialize(t, memo) {
+                        // `true` in an and / `false` in an or changes nothing.
+                        Expr::Const(b) if b == is_and => {}
+                        Expr::Const(b) => return Expr::Const(b),
+                        Expr::And(inner) if is_and => out.extend(inner.into_vec()),
+                        Expr::Or(inner) if !is_and => out.extend(inner.into_vec()),
+                        e => out.push(e),
+                    }
+                }
+                match out.len() {
+                    0 => Expr::Const(is_and),
+                    1 => out.pop().expect("one"),
+                    _ if is_and => Expr::And(out.into()),
+                    _ => Expr::Or(out.into()),
+                }
+            }
         }
     }
 

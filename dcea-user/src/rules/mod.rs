@@ -21,6 +21,7 @@ pub mod event;
 pub mod fields;
 mod load;
 mod output;
+pub mod synthetic;
 pub mod yaml;
 
 #[cfg(test)]
@@ -212,7 +213,8 @@ impl Rule {
 #[derive(Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    index: Vec<Box<[u32]>>,
+    /// Per event type: (rule index, the rule's condition specialised for that type).
+    index: Vec<Box<[(u32, eval::Expr)]>>,
     warnings: Vec<Diagnostic>,
     files: Vec<String>,
     macros: usize,
@@ -241,10 +243,14 @@ impl RuleSet {
         if !store.errors.is_empty() {
             return Err(RulesError { errors: store.errors, warnings: store.warnings });
         }
-        let mut index = vec![Vec::new(); EvtType::COUNT];
+        let mut index: Vec<Vec<(u32, eval::Expr)>> = (0..EvtType::COUNT).map(|_| Vec::new()).collect();
+        let mut memo = std::collections::HashMap::new();
         for (i, rule) in rules.iter().enumerate().filter(|(_, r)| r.enabled) {
             for t in rule.types.iter() {
-                index[t as usize].push(i as u32);
+                match rule.expr.specialize(t, &mut memo) {
+                    eval::Expr::Const(false) => {}
+                    e => index[t as usize].push((i as u32, e)),
+                }
             }
         }
         Ok(RuleSet {
@@ -291,12 +297,15 @@ impl RuleSet {
 
     /// Enabled rules that can match events of type `t`.
     pub fn rules_for(&self, t: EvtType) -> impl Iterator<Item = &Rule> {
-        self.index[t as usize].iter().map(|&i| &self.rules[i as usize])
+        self.index[t as usize].iter().map(|(i, _)| &self.rules[*i as usize])
     }
 
     /// Enabled rules matching the event, in definition order, without allocating.
     pub fn matching<'a, E: EventView + ?Sized>(&'a self, ev: &'a E) -> impl Iterator<Item = &'a Rule> + 'a {
-        self.rules_for(ev.evt_type()).filter(move |r| r.expr.eval(ev))
+        self.index[ev.evt_type() as usize]
+            .iter()
+            .filter(move |(_, expr)| expr.eval(ev))
+            .map(|(i, _)| &self.rules[*i as usize])
     }
 
     /// The first matching rule (Falco's default `rule_matching: first`).

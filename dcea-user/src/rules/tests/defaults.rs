@@ -468,3 +468,17 @@ fn alert_has_falco_shape_and_rendered_output() {
     assert!(v["tags"].as_array().unwrap().iter().any(|t| t == "T1003.008"));
     assert_eq!(v["time"], "2026-11-23T12:10:01.570634389Z");
 }
+
+#[test]
+fn per_type_specialised_index_agrees_with_the_full_conditions() {
+    let set = builtin();
+    let mut hits_seen = 0;
+    for ev in crate::rules::synthetic::stream(20_000) {
+        let indexed: Vec<&str> = set.matching(&ev).map(|r| r.name.as_str()).collect();
+        let full: Vec<&str> =
+            set.rules().iter().filter(|r| r.enabled && r.matches(&ev)).map(|r| r.name.as_str()).collect();
+        assert_eq!(indexed, full, "{ev:#?}");
+        hits_seen += indexed.len();
+    }
+    assert!(hits_seen > 100);
+}

@@ -408,6 +408,15 @@ fn unused_and_typo_warnings_for_local_files() {
     let w: Vec<String> = set.warnings().iter().map(|d| d.to_string()).collect();
     assert!(w.contains(&"a.yaml:3:10: macro `unused_macro` is never used".to_string()), "{w:?}");
     assert!(w.contains(&"a.yaml:1:9: list `unused_list` is never used".to_string()), "{w:?}");
+    let set = load_ok(&[
+        "- list: shell_binaries\n  items: [sh]\n",
+        &rule("r", "evt.type = execve and proc.name in (shell_binaris, x)"),
+    ]);
+    let w: Vec<String> = set.warnings().iter().map(|d| d.to_string()).collect();
+    assert!(
+        w.iter().any(|w| w.starts_with("b.yaml:3:50: `shell_binaris` is not a list") && w.contains("`shell_binaries`")),
+        "{w:?}"
+    );
 }
 
 #[test]
