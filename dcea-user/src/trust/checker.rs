@@ -216,7 +216,6 @@ impl Tracked {
 
 struct Restored {
     container: Arc<str>,
-    comm: String,
     ns: [u32; NS_KINDS],
 }
 
@@ -332,8 +331,7 @@ impl TrustChecker {
             );
             for p in &c.processes {
                 if let Ok(ns) = <[u32; NS_KINDS]>::try_from(p.ns.as_slice()) {
-                    self.restored
-                        .insert((p.pid, p.start_time), Restored { container: key.clone(), comm: p.comm.clone(), ns });
+                    self.restored.insert((p.pid, p.start_time), Restored { container: key.clone(), ns });
                 }
             }
         }
@@ -597,15 +595,10 @@ impl TrustChecker {
     }
 
     fn class_of(&mut self, pid: u32, dir: &ProcDir, stat: &Stat, now: u64, grace: u64) -> Class {
-        if let Some(r) = self.restored.remove(&(pid, stat.start_time)) {
-            if self.containers.contains_key(&r.container) {
-                let _ = r.comm;
-                return Class::Container(Member {
-                    container: r.container,
-                    comm: stat.comm.clone(),
-                    trusted: Some(r.ns),
-                });
-            }
+        if let Some(r) = self.restored.remove(&(pid, stat.start_time))
+            && self.containers.contains_key(&r.container)
+        {
+            return Class::Container(Member { container: r.container, comm: stat.comm.clone(), trusted: Some(r.ns) });
         }
         let young = now.saturating_sub(stat.start_time) < grace;
         let by_cgroup = dir.read("cgroup", &mut self.buf).ok().and_then(|()| {
@@ -649,7 +642,7 @@ impl TrustChecker {
     fn take_baselines(&mut self) -> usize {
         for c in self.containers.values_mut() {
             if let Some(b) = c.baseline
-                && !self.procs.get(&b.init_pid).is_some_and(|t| t.start_time == b.init_start)
+                && self.procs.get(&b.init_pid).is_none_or(|t| t.start_time != b.init_start)
                 && !self.restored.contains_key(&(b.init_pid, b.init_start))
             {
                 // The init is gone (a restart): take the baseline again, never trusting more.

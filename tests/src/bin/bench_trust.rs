@@ -52,6 +52,17 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Milliseconds of `n` passes.
+fn timed_passes(checker: &mut TrustChecker, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            checker.pass();
+            ms(t.elapsed())
+        })
+        .collect()
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let (containers, per) = (args.first().copied().unwrap_or(5), args.get(1).copied().unwrap_or(2000));
@@ -88,37 +99,19 @@ fn main() {
     let t = Instant::now();
     fresh.pass();
     let first = t.elapsed();
-    let steady: Vec<f64> = (0..10)
-        .map(|_| {
-            let t = Instant::now();
-            fresh.pass();
-            ms(t.elapsed())
-        })
-        .collect();
+    let steady = timed_passes(&mut fresh, 10);
     let rss_checker = status_kb("self", "VmRSS:").saturating_sub(rss_before);
 
     // The same passes reading every process's namespaces whether it ran or not: the cost
     // when every process is busy.
     fresh.set_skip_idle(false);
-    let every: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            fresh.pass();
-            ms(t.elapsed())
-        })
-        .collect();
+    let every = timed_passes(&mut fresh, 5);
     fresh.set_skip_idle(true);
 
     let mut unheld = TrustChecker::new(ctx, false);
     unheld.set_handle_limit(0);
     unheld.pass();
-    let unheld_steady: Vec<f64> = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            unheld.pass();
-            ms(t.elapsed())
-        })
-        .collect();
+    let unheld_steady = timed_passes(&mut unheld, 3);
 
     // Re-check: 1,000 container pids (the sleeps, children of each container's init).
     let mut pids = Vec::new();
