@@ -393,3 +393,41 @@ fn trust_verify_exit_codes_and_show_formats() {
     assert_eq!(err.status.code(), Some(2));
     assert!(text(&err.stderr).contains("creating state directory"), "{}", text(&err.stderr));
 }
+
+#[test]
+fn poll_mode_enforce_kills_the_escaped_process() {
+    if !ready("poll_enforce") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let anchor = HostAnchor::start();
+    let escape = format!("nsenter --mount=/proc/{}/ns/mnt -- sleep 60", anchor.pid());
+    let c = Container::run_named(
+        "dcea-trust-enforce",
+        &["--privileged", "--pid=host"],
+        &["sh", "-c", &escape_loop(&escape)],
+    );
+    let mut m = Monitor::start(&[
+        "--mode",
+        "poll",
+        "--enforce",
+        "--interval",
+        "500ms",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_millis(1000));
+    trigger(&c);
+    let (alert, seen) = m.wait_for(Duration::from_secs(5), |a| a.rule() == ESCAPE_RULE);
+    let alert = alert.unwrap_or_else(|| panic!("no escape alert: {seen:?}"));
+    assert_eq!(alert.field("dcea.action"), "killed");
+    assert!(alert.json["output"].as_str().unwrap().contains("found after the fact"), "{}", alert.raw);
+    let pid = alert.field("proc.pid").as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Path::new(&format!("/proc/{pid}/ns")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(stat.is_empty() || stat.contains(") Z"), "escaped process {pid} still runs: {stat}");
+    m.stop();
+}

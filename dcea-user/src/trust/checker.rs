@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use super::{
     db::{ContainerRecord, Digests, ProcessRecord, TrustFile},
-    procfs::{self, ProcDir, Stat, gone},
+    procfs::{self, ProcDir, RunGate, Stat, gone},
 };
 use crate::{
     container::{self, ContainerRef, Runtime},
@@ -199,16 +199,23 @@ enum Class {
 struct Tracked {
     start_time: u64,
     ppid: u32,
-    /// Held /proc handle; `None` once the descriptor budget is spent (then each check opens
-    /// one and compares start times).
-    dir: Option<ProcDir>,
+    /// Held schedstat handle (see [`RunGate`]); `None` once the descriptor budget is spent
+    /// (then every check opens /proc/<pid> and compares start times).
+    gate: Option<RunGate>,
+    /// Threads at the last full check (0: not checked yet).
+    threads: u32,
     seen: u64,
     class: Class,
 }
 
+impl Tracked {
+    fn alive(&self) -> bool {
+        self.gate.as_ref().is_some_and(RunGate::alive)
+    }
+}
+
 struct Restored {
     container: Arc<str>,
-    comm: String,
     ns: [u32; NS_KINDS],
 }
 
@@ -227,6 +234,8 @@ pub struct TrustChecker {
     held: usize,
     held_limit: usize,
     fd_warned: bool,
+    /// Skip the namespace reads of single-threaded processes that have not run.
+    gate_runs: bool,
     pids: Vec<u32>,
     tids: Vec<u32>,
     buf: Vec<u8>,
@@ -251,6 +260,7 @@ impl TrustChecker {
             held: 0,
             held_limit: nofile.saturating_sub(FD_RESERVE) as usize,
             fd_warned: false,
+            gate_runs: procfs::schedstat_counts(),
             pids: Vec::new(),
             tids: Vec::new(),
             buf: Vec::new(),
@@ -261,6 +271,11 @@ impl TrustChecker {
     /// Limit the /proc handles held (tests of the fallback; nodes with a low descriptor limit).
     pub fn set_handle_limit(&mut self, limit: usize) {
         self.held_limit = limit;
+    }
+
+    /// Read every process's namespaces every pass, whether it ran or not (measurement).
+    pub fn set_skip_idle(&mut self, skip: bool) {
+        self.gate_runs = skip && procfs::schedstat_counts();
     }
 
     pub fn ctx(&self) -> &AlertContext {
@@ -316,8 +331,7 @@ impl TrustChecker {
             );
             for p in &c.processes {
                 if let Ok(ns) = <[u32; NS_KINDS]>::try_from(p.ns.as_slice()) {
-                    self.restored
-                        .insert((p.pid, p.start_time), Restored { container: key.clone(), comm: p.comm.clone(), ns });
+                    self.restored.insert((p.pid, p.start_time), Restored { container: key.clone(), ns });
                 }
             }
         }
@@ -380,7 +394,7 @@ impl TrustChecker {
                 Some(t) => {
                     t.seen = self.pass_no;
                     let again = match t.class {
-                        Class::Host { until } => until > now || !t.dir.as_ref().is_some_and(ProcDir::alive),
+                        Class::Host { until } => until > now || !t.alive(),
                         Class::Runtime => true,
                         Class::Container(_) => false,
                     };
@@ -490,7 +504,7 @@ impl TrustChecker {
     /// remember it so no pass or re-check reports the same escape again.
     pub fn note_reported(&mut self, pid: u32, entered: u32) {
         let start = match self.procs.get(&pid) {
-            Some(t) if t.dir.as_ref().is_some_and(ProcDir::alive) => Some(t.start_time),
+            Some(t) if t.alive() => Some(t.start_time),
             _ => ProcDir::open(pid).and_then(|d| d.stat()).ok().map(|s| s.start_time),
         };
         if let Some(start) = start {
@@ -499,14 +513,12 @@ impl TrustChecker {
     }
 
     fn is_live_member(&self, pid: u32) -> bool {
-        self.procs
-            .get(&pid)
-            .is_some_and(|t| matches!(t.class, Class::Container(_)) && t.dir.as_ref().is_some_and(ProcDir::alive))
+        self.procs.get(&pid).is_some_and(|t| matches!(t.class, Class::Container(_)) && t.alive())
     }
 
     fn forget(&mut self, pid: u32) {
         if let Some(t) = self.procs.remove(&pid) {
-            self.held -= usize::from(t.dir.is_some());
+            self.held -= usize::from(t.gate.is_some());
             self.dirty |= matches!(t.class, Class::Container(_));
         }
     }
@@ -517,7 +529,7 @@ impl TrustChecker {
         self.procs.retain(|_, t| {
             let keep = t.seen == pass_no;
             if !keep {
-                released += usize::from(t.dir.is_some());
+                released += usize::from(t.gate.is_some());
                 members |= matches!(t.class, Class::Container(_));
             }
             keep
@@ -549,17 +561,10 @@ impl TrustChecker {
     fn classify_as_of(&mut self, pids: &[u32], now: u64, pass_no: u64) -> usize {
         let mut fresh: Vec<(u32, ProcDir, Stat)> = Vec::with_capacity(pids.len());
         for &pid in pids {
-            let previous = self.procs.remove(&pid);
-            if let Some(t) = &previous {
-                self.held -= usize::from(t.dir.is_some());
+            if let Some(t) = self.procs.remove(&pid) {
+                self.held -= usize::from(t.gate.is_some());
             }
-            let dir = match previous.and_then(|t| t.dir).filter(ProcDir::alive) {
-                Some(d) => d,
-                None => match ProcDir::open(pid) {
-                    Ok(d) => d,
-                    Err(_) => continue,
-                },
-            };
+            let Ok(dir) = ProcDir::open(pid) else { continue };
             if let Ok(stat) = dir.stat() {
                 fresh.push((pid, dir, stat));
             }
@@ -568,9 +573,10 @@ impl TrustChecker {
         let grace = GRACE_SECS * self.hz;
         for (pid, dir, stat) in fresh {
             let class = self.class_of(pid, &dir, &stat, now, grace);
-            let dir = if self.held < self.held_limit {
+            let gate = if self.held < self.held_limit {
+                let Ok(gate) = RunGate::open(&dir) else { continue };
                 self.held += 1;
-                Some(dir)
+                Some(gate)
             } else {
                 if !self.fd_warned {
                     tracing::warn!(
@@ -580,7 +586,10 @@ impl TrustChecker {
                 }
                 None
             };
-            self.procs.insert(pid, Tracked { start_time: stat.start_time, ppid: stat.ppid, dir, seen: pass_no, class });
+            self.procs.insert(
+                pid,
+                Tracked { start_time: stat.start_time, ppid: stat.ppid, gate, threads: 0, seen: pass_no, class },
+            );
         }
         self.take_baselines()
     }
@@ -589,7 +598,6 @@ impl TrustChecker {
         if let Some(r) = self.restored.remove(&(pid, stat.start_time))
             && self.containers.contains_key(&r.container)
         {
-            let _ = r.comm;
             return Class::Container(Member { container: r.container, comm: stat.comm.clone(), trusted: Some(r.ns) });
         }
         let young = now.saturating_sub(stat.start_time) < grace;
@@ -672,10 +680,7 @@ impl TrustChecker {
         let mut taken = 0;
         for (id, (_, pid)) in init {
             let Some(t) = self.procs.get(&pid) else { continue };
-            let ns = match &t.dir {
-                Some(d) => d.all_ns(None),
-                None => open_verified(pid, t.start_time).and_then(|d| d.all_ns(None)),
-            };
+            let ns = open_verified(pid, t.start_time).and_then(|d| d.all_ns(None));
             let Ok(ns) = ns else { continue };
             let meta = self.ctx.metadata.lookup(&id);
             let Some(c) = self.containers.get_mut(&id) else { continue };
@@ -699,54 +704,54 @@ impl TrustChecker {
     /// Check one container process and its threads.
     fn check(&mut self, pid: u32, out: &mut Vec<Violation>) -> io::Result<()> {
         let host = self.ctx.host.ns;
+        let gate_runs = self.gate_runs;
         let Some(t) = self.procs.get_mut(&pid) else { return Ok(()) };
         let Class::Container(m) = &mut t.class else { return Ok(()) };
         let Some(c) = self.containers.get(&m.container) else { return Ok(()) };
         let Some(base) = c.baseline else { return Ok(()) };
+        // A single-threaded process that has not run since its last check cannot have moved
+        // (a new thread would have needed it to run, too).
+        let ran = match &mut t.gate {
+            Some(g) => g.ran()?,
+            None => true,
+        };
+        if gate_runs && !ran && t.threads == 1 && m.trusted.is_some() {
+            return Ok(());
+        }
         let watched = base.watched(&host);
-        let opened;
-        let dir = match &t.dir {
-            Some(d) => d,
-            None => {
-                opened = open_verified(pid, t.start_time)?;
-                &opened
-            }
+        let dir = match &t.gate {
+            // The held gate proves afterwards that the pid still named this process.
+            Some(_) => ProcDir::open(pid)?,
+            None => open_verified(pid, t.start_time)?,
         };
-        let violation = |entered, trusted, current, tid| Violation {
-            pid,
-            tid,
-            start_time: t.start_time,
-            container: c.cref.clone(),
-            entered,
-            trusted,
-            current,
-        };
-        let trusted = match &mut m.trusted {
+        let mut found = Vec::new();
+        let mut trusted = m.trusted.unwrap_or_default();
+        let changed;
+        match m.trusted {
             None => {
                 let cur = dir.all_ns(None)?;
-                let (entered, trusted) = base.judge_new(&cur, &host);
-                m.trusted = Some(trusted);
-                self.dirty = true;
+                let (entered, t) = base.judge_new(&cur, &host);
+                trusted = t;
+                changed = true;
                 if entered != 0 {
-                    out.push(violation(entered, trusted, cur, pid));
+                    found.push((entered, cur, pid));
                 }
-                trusted
             }
-            Some(trusted) => {
+            Some(_) => {
                 // A process's own pid namespace never changes: only new processes need it.
-                let mut cur = *trusted;
+                let mut cur = trusted;
                 for k in NsKind::ALL.iter().filter(|k| watched & k.bit() != 0 && **k != NsKind::Pid) {
                     cur[k.index()] = dir.ns(*k)?;
                 }
-                let (entered, retrusted) = judge_known(trusted, &cur, watched, &host);
-                self.dirty |= retrusted;
+                let (entered, retrusted) = judge_known(&mut trusted, &cur, watched, &host);
+                changed = retrusted;
                 if entered != 0 {
-                    out.push(violation(entered, *trusted, cur, pid));
+                    found.push((entered, cur, pid));
                 }
-                *trusted
             }
-        };
-        if dir.thread_count()? > 1 {
+        }
+        let threads = dir.thread_count()?;
+        if threads > 1 {
             dir.tids(&mut self.tids)?;
             for &tid in self.tids.iter().filter(|&&tid| tid != pid) {
                 let mut cur = trusted;
@@ -764,9 +769,26 @@ impl TrustChecker {
                     }
                 }
                 if entered != 0 {
-                    out.push(violation(entered, trusted, cur, tid));
+                    found.push((entered, cur, tid));
                 }
             }
+        }
+        if t.gate.as_ref().is_some_and(|g| !g.alive()) {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        m.trusted = Some(trusted);
+        t.threads = threads;
+        self.dirty |= changed;
+        for (entered, current, tid) in found {
+            out.push(Violation {
+                pid,
+                tid,
+                start_time: t.start_time,
+                container: c.cref.clone(),
+                entered,
+                trusted,
+                current,
+            });
         }
         Ok(())
     }

@@ -239,6 +239,59 @@ impl ProcDir {
     }
 }
 
+/// Has a task run since it was last looked at? Namespaces change only in the task's own
+/// context (setns, unshare, exec, or kernel code running as it), so a task that has not run
+/// cannot be somewhere new. Held open on /proc/<pid>/schedstat (run time, wait time, timeslice
+/// count): one `pread` a pass, which fails once the process is gone, so the descriptor also
+/// proves the pid still names the same process.
+#[derive(Debug)]
+pub struct RunGate {
+    fd: OwnedFd,
+    last: [u8; 64],
+    len: usize,
+}
+
+impl RunGate {
+    pub fn open(dir: &ProcDir) -> io::Result<RunGate> {
+        let fd = open_at(dir.fd.as_raw_fd(), c"schedstat", libc::O_RDONLY)?;
+        let mut gate = RunGate { fd, last: [0; 64], len: 0 };
+        gate.ran()?;
+        Ok(gate)
+    }
+
+    fn read(&self, buf: &mut [u8; 64]) -> io::Result<usize> {
+        // SAFETY: valid descriptor and buffer.
+        let n = unsafe { libc::pread(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    }
+
+    /// Did the task run since the previous call? Err once it is gone.
+    pub fn ran(&mut self) -> io::Result<bool> {
+        let mut buf = [0u8; 64];
+        let n = self.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        let changed = buf[..n] != self.last[..self.len];
+        self.last = buf;
+        self.len = n;
+        Ok(changed)
+    }
+
+    pub fn alive(&self) -> bool {
+        self.read(&mut [0u8; 64]).is_ok_and(|n| n > 0)
+    }
+}
+
+/// Does this kernel account run time in /proc/<pid>/schedstat (CONFIG_SCHED_INFO)? Without it
+/// every task reads "0 0 0" and the gate would hide every change, so it is not used.
+pub fn schedstat_counts() -> bool {
+    fs::read_to_string("/proc/self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .is_some_and(|ns| ns > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +347,25 @@ mod tests {
         assert!(gone(&e), "{e}");
         assert!(gone(&dir.stat().unwrap_err()));
         assert!(gone(&ProcDir::open(u32::MAX).unwrap_err()));
+    }
+
+    #[test]
+    fn run_gate_sees_running_and_not_running_tasks() {
+        assert!(schedstat_counts(), "this kernel accounts run time");
+        let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut gate = RunGate::open(&ProcDir::open(sleeper.id()).unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!gate.ran().unwrap(), "a sleeping task did not run");
+        // SAFETY: signalling our own child: SIGSTOP/SIGCONT make it run (handle the signals).
+        unsafe { libc::kill(sleeper.id() as i32, libc::SIGSTOP) };
+        unsafe { libc::kill(sleeper.id() as i32, libc::SIGCONT) };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(gate.ran().unwrap(), "a task that handled signals ran");
+        assert!(gate.alive());
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(!gate.alive());
+        assert!(gone(&gate.ran().unwrap_err()));
     }
 }
