@@ -52,7 +52,12 @@ fn missing_btf_is_a_clear_error() {
     if !require_root("missing_btf_is_a_clear_error") {
         return;
     }
-    let out = Command::new(dcea_bin()).args(["monitor", "--btf", "/nonexistent/vmlinux"]).output().expect("run");
+    // --mode ebpf: the default (auto) polls instead, loudly (tests/trust.rs checks that).
+    let out = Command::new(dcea_bin())
+        .args(["monitor", "--mode", "ebpf", "--btf", "/nonexistent/vmlinux", "--state-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("BTF") && stderr.contains("CONFIG_DEBUG_INFO_BTF"), "{stderr}");
