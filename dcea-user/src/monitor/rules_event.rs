@@ -239,8 +239,10 @@ impl<'a> KernelEvent<'a> {
                 return None;
             }
             // A short-lived process may be gone: any process of the container sees the same
-            // root, and the engine knows its init.
+            // root — its parent (usually still there), else the init the engine knows.
+            let ppid = self.ancestors().first().map(|(p, _)| *p as u32).filter(|p| *p > 1);
             overlay::in_upper_layer(self.tgid(), exe)
+                .or_else(|| ppid.and_then(|p| overlay::in_upper_layer(p, exe)))
                 .or_else(|| self.meta.as_ref().and_then(|m| m.pid).and_then(|pid| overlay::in_upper_layer(pid, exe)))
         })
     }
