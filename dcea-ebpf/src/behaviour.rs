@@ -8,7 +8,6 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
         bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
@@ -21,7 +20,7 @@ use dcea_common::{
 };
 
 use crate::{
-    DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, RING_BYTES, count, current_ids,
+    DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
     task::{FileInfo, Task, config, dentry_name_words, dentry_parent, path_components, read_ptr},
 };
 
@@ -135,12 +134,7 @@ fn emit<F: FnOnce(&mut Behaviour)>(
         }
         fill(ev);
     }
-    let wake = if wake || DCEA_EVENTS.query(BPF_RB_AVAIL_DATA as u64) > RING_BYTES as u64 / 2 {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    entry.submit(wake as u64);
+    entry.submit(crate::wakeup_flags(wake));
     count(stats::EMITTED);
     count(stats::BEHAVIOURS);
 }

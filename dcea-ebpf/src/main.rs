@@ -200,14 +200,21 @@ fn emit(
         ev.flags = fl;
         urgent
     };
-    let wake = if urgent || DCEA_EVENTS.query(BPF_RB_AVAIL_DATA as u64) > RING_BYTES as u64 / 2 {
+    entry.submit(wakeup_flags(urgent));
+    count(stats::EMITTED);
+    true
+}
+
+/// Wake the agent for an urgent record, or when the ring is half full; everything else waits
+/// for its 20 ms drain (a wakeup per record costs more than the hook).
+#[inline(always)]
+fn wakeup_flags(urgent: bool) -> u64 {
+    let flags = if urgent || DCEA_EVENTS.query(BPF_RB_AVAIL_DATA as u64) > RING_BYTES as u64 / 2 {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP
     };
-    entry.submit(wake as u64);
-    count(stats::EMITTED);
-    true
+    flags as u64
 }
 
 #[inline(always)]
