@@ -48,12 +48,18 @@ impl ProcessDetails {
             .filter(|n| !n.is_empty())
             .or_else(|| fs::read_to_string(format!("/proc/{}/comm", ev.ppid)).ok().map(|s| s.trim_end().to_string()))
             .unwrap_or_default();
-        let container = if ev.flags & flags::CGROUP_RESOLVED != 0 {
-            container::from_cgroup_path(&cgroup_path(ev))
-        } else {
-            container::of_pid(ev.tgid)
-        };
+        let container = container_of(ev.flags, &cgroup_path(ev), ev.tgid);
         ProcessDetails { exe, parent_name, container }
+    }
+}
+
+/// The container of a kernel record's task: from the cgroup names the kernel sent (race-free),
+/// else from /proc while the task is still there.
+fn container_of(record_flags: u32, cgroup_path: &str, tgid: u32) -> Option<ContainerRef> {
+    if record_flags & flags::CGROUP_RESOLVED != 0 {
+        container::from_cgroup_path(cgroup_path)
+    } else {
+        container::of_pid(tgid)
     }
 }
 
@@ -104,10 +110,7 @@ impl Pipeline {
             && ev.flags & flags::CONTAINER != 0
             && ev.flags & (flags::RUNTIME_SETUP | flags::SUMMARY) == 0;
         if rules_see && let Some(rules) = self.rules.clone() {
-            let container = match ev.flags & flags::CGROUP_RESOLVED {
-                0 => container::of_pid(ev.tgid),
-                _ => container::from_cgroup_path(&cgroup_path(&ev)),
-            };
+            let container = container_of(ev.flags, &cgroup_path(&ev), ev.tgid);
             let meta = container.as_ref().and_then(|c| self.ctx.metadata.lookup(&c.id));
             let epoch_ns = self.epoch_ns(ev.ktime_ns);
             let exe = exe_path(&ev).unwrap_or_default();
@@ -134,10 +137,7 @@ impl Pipeline {
         };
         tracing::trace!("behaviour: {decoded:?}");
         let Some(rules) = self.rules.clone() else { return };
-        let container = match decoded.raw.flags & flags::CGROUP_RESOLVED {
-            0 => container::of_pid(decoded.raw.tgid),
-            _ => container::from_cgroup_path(&decoded.cgroup_path),
-        };
+        let container = container_of(decoded.raw.flags, &decoded.cgroup_path, decoded.raw.tgid);
         let meta = container.as_ref().and_then(|c| self.ctx.metadata.lookup(&c.id));
         let epoch_ns = self.epoch_ns(decoded.raw.ktime_ns);
         let host_ns = self.ctx.host.ns;

@@ -15,7 +15,7 @@ use crate::{
     container::{ContainerRef, metadata::ContainerMeta, overlay},
     rules::{
         EventView,
-        event::{EvtType, Value},
+        event::{EvtType, Value, n, s},
         fields::{FieldId, FieldRef, FlagKind, path_directory, path_filename},
     },
     sys::c_bytes_to_string,
@@ -153,6 +153,13 @@ impl<'a> KernelEvent<'a> {
         }
     }
 
+    fn ppid(&self) -> u32 {
+        match &self.source {
+            Source::Behaviour(b) => b.raw.ppid,
+            Source::Transition { ev, .. } => ev.ppid,
+        }
+    }
+
     fn snap(&self) -> &TaskSnapshot {
         match &self.source {
             Source::Behaviour(b) => &b.raw.snap,
@@ -212,12 +219,8 @@ impl<'a> KernelEvent<'a> {
     /// Ancestors from the parent up (pid, comm): the kernel's parent name first, then /proc.
     fn ancestors(&self) -> &[(i64, String)] {
         self.ancestors.get_or_init(|| {
-            let ppid = match &self.source {
-                Source::Behaviour(b) => b.raw.ppid,
-                Source::Transition { ev, .. } => ev.ppid,
-            };
-            let mut out = vec![(ppid as i64, self.parent_comm().to_string())];
-            let mut pid = ppid;
+            let mut out = vec![(self.ppid() as i64, self.parent_comm().to_string())];
+            let mut pid = self.ppid();
             // Bounded: a cycle in odd /proc content cannot loop.
             for _ in 0..16 {
                 let Some((_, parent)) = proc_stat(pid) else { break };
@@ -240,7 +243,7 @@ impl<'a> KernelEvent<'a> {
             }
             // A short-lived process may be gone: any process of the container sees the same
             // root — its parent (usually still there), else the init the engine knows.
-            let ppid = self.ancestors().first().map(|(p, _)| *p as u32).filter(|p| *p > 1);
+            let ppid = Some(self.ppid()).filter(|p| *p > 1);
             overlay::in_upper_layer(self.tgid(), exe)
                 .or_else(|| ppid.and_then(|p| overlay::in_upper_layer(p, exe)))
                 .or_else(|| self.meta.as_ref().and_then(|m| m.pid).and_then(|pid| overlay::in_upper_layer(pid, exe)))
@@ -297,14 +300,6 @@ fn proc_stat(pid: u32) -> Option<(String, u32)> {
     let comm = stat.get(open + 1..close)?.to_string();
     let ppid = stat.get(close + 2..)?.split_whitespace().nth(1)?.parse().ok()?;
     Some((comm, ppid))
-}
-
-fn s(v: Option<&str>) -> Value<'_> {
-    v.map_or(Value::None, Value::Str)
-}
-
-fn n(v: Option<i64>) -> Value<'static> {
-    v.map_or(Value::None, Value::Num)
 }
 
 impl EventView for KernelEvent<'_> {
@@ -374,7 +369,7 @@ impl EventView for KernelEvent<'_> {
                 Source::Behaviour(b) => b.raw.pid,
                 Source::Transition { ev, .. } => ev.pid,
             } as i64),
-            FieldId::ProcPpid => Value::Num(self.ancestors()[0].0),
+            FieldId::ProcPpid => Value::Num(self.ppid() as i64),
             FieldId::ProcName => Value::Str(self.comm()),
             FieldId::ProcExe => s(self.cmdline().map(|c| c.exe.as_str())),
             FieldId::ProcExepath => s(Some(self.exepath()).filter(|e| !e.is_empty())),

@@ -253,10 +253,10 @@ impl<'a> SimpleEvent<'a> {
     }
 }
 
-fn s(v: Option<&str>) -> Value<'_> {
+pub(crate) fn s(v: Option<&str>) -> Value<'_> {
     v.map_or(Value::None, Value::Str)
 }
-fn n(v: Option<i64>) -> Value<'static> {
+pub(crate) fn n(v: Option<i64>) -> Value<'static> {
     v.map_or(Value::None, Value::Num)
 }
 fn b(v: Option<bool>) -> Value<'static> {

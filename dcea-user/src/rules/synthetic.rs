@@ -2,6 +2,11 @@
 //! zero-allocation test: mostly benign opens and execs from containers and the host, some
 //! clones, connects and mounts, and about 2% events that default rules fire on.
 
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
 use dcea_common::NS_KINDS;
 
 use super::{EvtType, SimpleEvent};
@@ -161,4 +166,31 @@ pub fn stream(n: usize) -> Vec<SimpleEvent<'static>> {
             ev
         })
         .collect()
+}
+
+/// A global allocator that counts allocations, for the zero-allocation test and the
+/// benchmark: install it with `#[global_allocator] static A: CountingAllocator =
+/// CountingAllocator;` and read [`allocations`] around the code under test.
+pub struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Allocations (and reallocations) so far through [`CountingAllocator`].
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
 }

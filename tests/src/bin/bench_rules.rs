@@ -5,35 +5,17 @@
 //!     cargo run --release -p dcea-tests --bin bench_rules -- [SECONDS] [DISTINCT_EVENTS]
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     hint::black_box,
-    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
-use dcea_user::rules::{RuleSet, synthetic};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use dcea_user::rules::{
+    RuleSet,
+    synthetic::{self, CountingAllocator},
+};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Events/s, allocations and hits over `seconds` of passes over `events`.
 fn measure(
@@ -42,7 +24,7 @@ fn measure(
     seconds: f64,
     all: bool,
 ) -> (f64, u64, u64, u64) {
-    let allocs_before = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocs_before = synthetic::allocations();
     let (mut n, mut hits) = (0u64, 0u64);
     let start = Instant::now();
     let budget = Duration::from_secs_f64(seconds);
@@ -57,7 +39,7 @@ fn measure(
         n += events.len() as u64;
     }
     let secs = start.elapsed().as_secs_f64();
-    (n as f64 / secs, n, ALLOCATIONS.load(Ordering::Relaxed) - allocs_before, hits)
+    (n as f64 / secs, n, synthetic::allocations() - allocs_before, hits)
 }
 
 fn main() {
