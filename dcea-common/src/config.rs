@@ -17,7 +17,10 @@ pub struct Offsets {
     pub task_tgid: u32,
     pub task_real_parent: u32,
     pub task_nsproxy: u32,
+    /// `task_struct.cred` (subjective credentials).
     pub task_cred: u32,
+    /// `task_struct.real_cred` (objective credentials).
+    pub task_real_cred: u32,
     pub task_thread_pid: u32,
     pub task_cgroups: u32,
     pub task_mm: u32,
@@ -63,6 +66,7 @@ impl Offsets {
             task_real_parent: ABSENT,
             task_nsproxy: ABSENT,
             task_cred: ABSENT,
+            task_real_cred: ABSENT,
             task_thread_pid: ABSENT,
             task_cgroups: ABSENT,
             task_mm: ABSENT,

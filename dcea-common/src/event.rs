@@ -42,13 +42,31 @@ impl TaskSnapshot {
 pub struct TaskState {
     pub snap: TaskSnapshot,
     pub nsproxy: u64,
+    /// `task->real_cred` when `snap` was taken.
     pub cred: u64,
-    /// [`TASK_REPORTED`] once userspace has been told about this task.
+    /// `TASK_*` bits.
     pub flags: u32,
     pub _pad: u32,
+    /// The last `struct cred *` the commit_creds hook saw this task install
+    /// ([`TASK_CRED_COMMITTED`]): the only pointer `real_cred` may legitimately change to.
+    pub committed_cred: u64,
 }
 
+/// Userspace has been told about this task (it sends an exit event).
 pub const TASK_REPORTED: u32 = 1;
+/// commit_creds ran for this task since `snap` was taken; `committed_cred` holds the pointer.
+pub const TASK_CRED_COMMITTED: u32 = 1 << 1;
+/// `snap` was taken while the commit_creds hook was attached, so every later legitimate
+/// credential change of this task passes through it: the integrity checks apply.
+pub const TASK_CREDS_TRACKED: u32 = 1 << 2;
+/// A credential-integrity violation of this task was reported (once per task).
+pub const TASK_CRED_TAMPER_REPORTED: u32 = 1 << 3;
+
+/// Index 0 of the runtime flags map (written by userspace after attaching).
+pub mod runtime {
+    /// The commit_creds hook (fentry or kprobe) is attached.
+    pub const COMMIT_CREDS_HOOK: u32 = 1;
+}
 
 /// Where in the kernel a change was observed.
 #[repr(u32)]
@@ -113,7 +131,8 @@ impl Hook {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// The task's namespaces differ from the last snapshot.
+    /// The task's namespaces differ from the last snapshot, or (with a `flags::CRED_*` bit)
+    /// its credentials changed outside commit_creds.
     Transition = 1,
     /// A task userspace was told about has exited (lets it drop per-task state).
     Exit = 2,
@@ -144,6 +163,16 @@ pub mod flags {
     pub const SUMMARY: u32 = 1 << 6;
     /// The kernel resolved the task's cgroup (`cgroup` may still be empty: the root cgroup).
     pub const CGROUP_RESOLVED: u32 = 1 << 7;
+    /// Credential integrity (kind Transition, `old` = last legitimate snapshot): the task's
+    /// `real_cred` points somewhere commit_creds never installed.
+    pub const CRED_REPLACED: u32 = 1 << 8;
+    /// uid/euid/capabilities changed behind an unchanged `real_cred` pointer (a committed
+    /// cred is immutable: this is a write into it).
+    pub const CRED_IN_PLACE: u32 = 1 << 9;
+    /// At syscall entry `task->cred` differs from `task->real_cred` (override_creds() is always
+    /// reverted before a syscall returns); `new` carries the subjective credentials.
+    pub const CRED_SUBJECTIVE: u32 = 1 << 10;
+    pub const CRED_TAMPERED: u32 = CRED_REPLACED | CRED_IN_PLACE | CRED_SUBJECTIVE;
 }
 
 /// Indices of the per-CPU counters in the stats map.

@@ -22,6 +22,7 @@ pub mod names {
     pub const TASKS_MAP: &str = "DCEA_TASKS";
     pub const STATS_MAP: &str = "DCEA_STATS";
     pub const CONFIG_GLOBAL: &str = "DCEA_CONFIG";
+    pub const RUNTIME_MAP: &str = "DCEA_RUNTIME";
 }
 
 /// Namespace kinds tracked per task, in snapshot order.
@@ -107,7 +108,7 @@ mod tests {
         assert_eq!(size_of::<TaskSnapshot>(), 56);
         assert_eq!(offset_of!(TaskSnapshot, uid), 36);
         assert_eq!(offset_of!(TaskSnapshot, cap_effective), 48);
-        assert_eq!(size_of::<TaskState>(), 80);
+        assert_eq!(size_of::<TaskState>(), 88);
         assert_eq!(offset_of!(Event, ktime_ns), 24);
         assert_eq!(offset_of!(Event, ret), 32);
         assert_eq!(offset_of!(Event, old), 40);

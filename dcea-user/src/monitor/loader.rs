@@ -117,33 +117,53 @@ fn describe(attach: &Attach) -> String {
     }
 }
 
-/// Load and attach one program; Err(stage, reason) on failure.
-fn attach_one(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: &Btf) -> Result<(), (&'static str, String)> {
+/// Load and attach one program; Err(stage, reason) on failure (a program that loaded but
+/// could not attach is unloaded again). Ok: the instructions the verifier processed (kernels
+/// 5.16+), a measure of how close the program is to the verifier's limit on this kernel.
+fn attach_one(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: &Btf) -> Result<Option<u32>, (&'static str, String)> {
     let prog = ebpf.program_mut(spec.name).ok_or(("find", "not in the eBPF object".to_string()))?;
     let e = |stage: &'static str| move |err: aya::programs::ProgramError| (stage, err.to_string());
-    match spec.attach {
+    let verified = |info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>| {
+        info.ok().and_then(|i| i.verified_instruction_count())
+    };
+    Ok(match spec.attach {
         Attach::TracePoint { category, name } => {
             let p: &mut TracePoint = prog.try_into().map_err(e("load"))?;
             p.load().map_err(e("load"))?;
-            p.attach(category, name).map_err(e("attach"))?;
+            if let Err(err) = p.attach(category, name) {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
         }
         Attach::BtfTracePoint { event } => {
             let p: &mut BtfTracePoint = prog.try_into().map_err(e("load"))?;
             p.load(event, btf).map_err(e("load"))?;
-            p.attach().map_err(e("attach"))?;
+            if let Err(err) = p.attach() {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
         }
         Attach::FEntry { function } => {
             let p: &mut FEntry = prog.try_into().map_err(e("load"))?;
             p.load(function, btf).map_err(e("load"))?;
-            p.attach().map_err(e("attach"))?;
+            if let Err(err) = p.attach() {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
         }
         Attach::KProbe { function } => {
             let p: &mut KProbe = prog.try_into().map_err(e("load"))?;
             p.load().map_err(e("load"))?;
-            p.attach(function, 0).map_err(e("attach"))?;
+            if let Err(err) = p.attach(function, 0) {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
         }
-    }
-    Ok(())
+    })
 }
 
 pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
@@ -177,7 +197,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
 
     let mut statuses = Vec::new();
     for spec in programs::required() {
-        attach_one(&mut ebpf, spec, &btf).map_err(|(stage, reason)| Error::Program {
+        let verified_insns = attach_one(&mut ebpf, spec, &btf).map_err(|(stage, reason)| Error::Program {
             program: spec.name.to_string(),
             stage,
             reason,
@@ -187,7 +207,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
             attach: describe(&spec.attach),
             capability: spec.capability,
             status: "attached",
-            detail: String::new(),
+            detail: verified_insns.map(|n| format!("{n} insns verified")).unwrap_or_default(),
         });
     }
 
@@ -204,7 +224,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
             }
         } else {
             match attach_one(&mut ebpf, spec, &btf) {
-                Ok(()) => {
+                Ok(_) => {
                     commit_creds = match spec.attach {
                         Attach::FEntry { .. } => "fentry",
                         _ => "kprobe",
@@ -227,6 +247,15 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
             }
         };
         statuses.push(status);
+    }
+    if commit_creds != "unavailable" {
+        // From now on every legitimate credential change is seen: the kernel's integrity
+        // checks apply to tasks (re)synchronised after this write.
+        let mut runtime: aya::maps::Array<_, u32> = ebpf
+            .map_mut(names::RUNTIME_MAP)
+            .ok_or_else(|| Error::Load(format!("map {} missing", names::RUNTIME_MAP)))
+            .and_then(|m| aya::maps::Array::try_from(m).map_err(|e| Error::Load(e.to_string())))?;
+        runtime.set(0, dcea_common::runtime::COMMIT_CREDS_HOOK, 0).map_err(|e| Error::Load(e.to_string()))?;
     }
     if commit_creds == "unavailable" {
         let why: Vec<String> = statuses
