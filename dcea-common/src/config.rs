@@ -113,7 +113,6 @@ pub struct KernelConfig {
     pub enforce: u32,
     /// Index into `css_set->subsys[]` used for container attribution, or [`CGROUP_DFL`].
     pub cgroup_subsys: u32,
-    pub _pad: u32,
 }
 
 impl KernelConfig {
@@ -124,7 +123,6 @@ impl KernelConfig {
             agent_tgid: 0,
             enforce: 0,
             cgroup_subsys: CGROUP_DFL,
-            _pad: 0,
         }
     }
 }

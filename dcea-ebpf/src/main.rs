@@ -96,18 +96,18 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
                 tampered |= flags::CRED_SUBJECTIVE;
             }
             if state.nsproxy == nsproxy && state.cred == cred && !committed {
-                if !(at_entry && checked) {
-                    if tampered == 0 {
-                        return;
-                    }
-                } else {
+                if at_entry && tracked_now != 0 {
                     let (uid, euid, caps) = cred_ids(cred);
-                    let same = uid == state.snap.uid && euid == state.snap.euid && caps == state.snap.cap_effective;
-                    if !same {
+                    if !checked {
+                        // First look since the hook attached: adopt the ids from here on.
+                        (state.snap.uid, state.snap.euid, state.snap.cap_effective) = (uid, euid, caps);
+                        state.flags |= TASK_CREDS_TRACKED;
+                    } else if uid != state.snap.uid || euid != state.snap.euid || caps != state.snap.cap_effective {
                         tampered |= flags::CRED_IN_PLACE;
-                    } else if tampered == 0 {
-                        return;
                     }
+                }
+                if tampered == 0 {
+                    return;
                 }
             } else if checked && state.cred != cred && !(committed && state.committed_cred == cred) {
                 tampered |= flags::CRED_REPLACED;

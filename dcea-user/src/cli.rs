@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    monitor::{MonitorOptions, btf::VMLINUX_BTF},
+    monitor::{CommitCredsHook, MonitorOptions, btf::VMLINUX_BTF},
     output::Format,
 };
 
@@ -70,6 +70,10 @@ pub struct KernelArgs {
     /// returns to user space.
     #[arg(long)]
     pub enforce: bool,
+    /// Which commit_creds hook to use for credential escalation and integrity: fentry, else
+    /// kprobe (auto); only one of them; or none.
+    #[arg(long, value_enum, env = "DCEA_COMMIT_CREDS", default_value_t = CommitCredsHook::Auto)]
+    pub commit_creds: CommitCredsHook,
     /// Tasks tracked in the kernel (least recently seen are forgotten first).
     #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(1024..=4_194_304))]
     pub max_tasks: u32,
@@ -92,6 +96,7 @@ impl KernelArgs {
             host_ns_pid: self.host_ns_pid,
             btf_path: self.btf.clone(),
             max_tasks: self.max_tasks,
+            commit_creds: self.commit_creds,
         }
     }
 }

@@ -18,7 +18,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-pub use loader::{StartupReport, ebpf_object_embedded};
+pub use loader::{CommitCredsHook, Feature, ProgramStatus, StartupReport, ebpf_object_embedded};
 pub use pipeline::{AlertContext, Pipeline};
 
 use crate::{
@@ -35,11 +35,18 @@ pub struct MonitorOptions {
     pub host_ns_pid: Option<u32>,
     pub btf_path: PathBuf,
     pub max_tasks: u32,
+    pub commit_creds: CommitCredsHook,
 }
 
 impl MonitorOptions {
     fn load_options(&self, host: HostNamespaces) -> loader::LoadOptions<'_> {
-        loader::LoadOptions { btf_path: &self.btf_path, host, enforce: self.enforce, max_tasks: self.max_tasks }
+        loader::LoadOptions {
+            btf_path: &self.btf_path,
+            host,
+            enforce: self.enforce,
+            max_tasks: self.max_tasks,
+            commit_creds: self.commit_creds,
+        }
     }
 }
 

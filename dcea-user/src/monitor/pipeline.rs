@@ -16,6 +16,20 @@ use crate::{
 pub const RULE_ESCAPE: &str = "Container escape into host namespace";
 pub const RULE_TAMPERED: &str = "Namespaces changed outside namespace syscalls";
 pub const RULE_CRED_ESCALATION: &str = "Container process gained privileges";
+pub const RULE_CRED_TAMPERED: &str = "Credentials changed outside commit_creds";
+
+/// The `flags::CRED_*` bits by name, as alerts list them.
+pub fn cred_tamper_names(how: u32) -> Vec<&'static str> {
+    [
+        (flags::CRED_REPLACED, "real_cred replaced"),
+        (flags::CRED_IN_PLACE, "ids written in place"),
+        (flags::CRED_SUBJECTIVE, "cred differs from real_cred"),
+    ]
+    .iter()
+    .filter(|(bit, _)| how & bit != 0)
+    .map(|&(_, name)| name)
+    .collect()
+}
 
 /// Everything the pipeline needs that does not change while it runs.
 pub struct AlertContext {
@@ -151,6 +165,16 @@ pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &P
         moves.push(format!("{} {from}->{to}", k.name()));
     }
     f.insert("dcea.ns.changed".into(), json!(kinds(changed)));
+    let tampered_creds = ev.flags & flags::CRED_TAMPERED;
+    if tampered_creds != 0 {
+        f.insert("dcea.cred.tampered".into(), json!(cred_tamper_names(tampered_creds)));
+        f.insert("dcea.cred.uid.from".into(), json!(ev.old.uid));
+        f.insert("dcea.cred.uid.to".into(), json!(ev.new.uid));
+        f.insert("dcea.cred.euid.from".into(), json!(ev.old.euid));
+        f.insert("dcea.cred.euid.to".into(), json!(ev.new.euid));
+        f.insert("dcea.cred.caps.from".into(), json!(format!("{:#x}", ev.old.cap_effective)));
+        f.insert("dcea.cred.caps.to".into(), json!(format!("{:#x}", ev.new.cap_effective)));
+    }
 
     let who = format!(
         "{comm} (pid={} tid={} exe={} parent={} ppid={} uid={})",
@@ -209,6 +233,21 @@ pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &P
                 ),
             )
         }
+        Verdict::CredTampered { how } => (
+            RULE_CRED_TAMPERED,
+            Priority::Critical,
+            vec!["kernel_exploit", "credentials", "mitre_privilege_escalation", "T1068"],
+            format!(
+                "Credentials of {who} changed without commit_creds (noticed at {hook}): {}; uid {}->{} euid {}->{} caps {:#x}->{:#x}",
+                cred_tamper_names(how).join(", "),
+                ev.old.uid,
+                ev.new.uid,
+                ev.old.euid,
+                ev.new.euid,
+                ev.old.cap_effective,
+                ev.new.cap_effective,
+            ),
+        ),
         Verdict::Benign => (
             "Namespace transition",
             Priority::Informational,
@@ -299,6 +338,32 @@ mod tests {
         assert!(alert.output.contains("container 3f4e5d6c7b8a (docker)"), "{}", alert.output);
         assert_eq!(alert.hostname, "node-1");
         assert_eq!(p.stats.alerts, 1);
+    }
+
+    #[test]
+    fn credential_tampering_record_becomes_a_critical_alert() {
+        let mut p = pipeline();
+        let host = p.ctx.host.ns;
+        let mut ev = zeroed();
+        ev.kind = EventKind::Transition as u32;
+        ev.hook = Hook::Unshare as u32;
+        ev.pid = 77;
+        ev.tgid = 77;
+        ev.flags = flags::AT_ENTRY | flags::CRED_REPLACED | flags::CGROUP_RESOLVED;
+        ev.old = TaskSnapshot { ns: host, uid: 1000, euid: 1000, ..Default::default() };
+        ev.new = TaskSnapshot { ns: host, uid: 0, euid: 0, cap_effective: 0x1ff_ffff_ffff, ..Default::default() };
+        put(&mut ev.comm, "exploit");
+        let alert = p.process(&bytes_of(&ev)).expect("tamper alert");
+        assert_eq!(alert.rule, RULE_CRED_TAMPERED);
+        assert_eq!(alert.priority, Priority::Critical);
+        let f = &alert.output_fields;
+        assert_eq!(f["dcea.cred.tampered"], json!(["real_cred replaced"]));
+        assert_eq!(f["dcea.cred.euid.from"], 1000);
+        assert_eq!(f["dcea.cred.euid.to"], 0);
+        assert_eq!(f["dcea.cred.caps.to"], "0x1ffffffffff");
+        assert_eq!(f["container.id"], "host");
+        assert!(alert.output.contains("changed without commit_creds (noticed at unshare)"), "{}", alert.output);
+        assert!(alert.tags.contains(&"kernel_exploit"));
     }
 
     #[test]
