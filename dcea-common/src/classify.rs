@@ -304,6 +304,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn swar_hex_test_matches_the_byte_definition() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+            assert_eq!(is_lower_hex(b) == 1, want, "{b:#x}");
+            // In every lane of a word, beside neighbours that would carry or borrow.
+            for lane in 0..8 {
+                for fill in [0u8, b'0', b'9', b'a', b'f', b'g', 0x7f, 0x80, 0xff] {
+                    let mut bytes = [fill; 8];
+                    bytes[lane] = b;
+                    let got = hex_bytes(u64::from_le_bytes(bytes)) >> (lane * 8 + 7) & 1 == 1;
+                    assert_eq!(got, want, "{b:#x} in lane {lane} among {fill:#x}");
+                }
+            }
+        }
+        assert_eq!(is_zero(0), 1);
+        assert_eq!(is_zero(1), 0);
+        assert_eq!(is_zero(u64::MAX), 0);
+        assert_eq!(nonzero(0), 0);
+        assert_eq!(nonzero(1), 1);
+        assert_eq!(nonzero(u32::MAX), 1);
+    }
+
     extern crate std;
     use std::string::{String, ToString};
     fn alloc_fmt(a: &str, b: &str, c: &str) -> String {

@@ -426,3 +426,48 @@ pub fn features(o: &Offsets, commit_creds: &str) -> Vec<Feature> {
         },
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status<'a>(features: &'a [Feature], name: &str) -> &'a str {
+        features.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name}")).status
+    }
+
+    #[test]
+    fn missing_optional_members_turn_features_off_not_the_agent() {
+        // A kernel without time namespaces, cgroup names or exe paths in BTF (e.g. 5.4-era).
+        let mut o = Offsets::absent();
+        o.nsproxy_ns[NsKind::Mnt.index()] = 8;
+        let f = features(&o, "unavailable");
+        assert_eq!(status(&f, "namespace transitions"), "on");
+        assert_eq!(status(&f, "time namespace"), "off");
+        assert!(f.iter().any(|x| x.detail.contains("kernel < 5.6")));
+        assert_eq!(status(&f, "container attribution in the kernel"), "off");
+        assert_eq!(status(&f, "executable path in the kernel"), "off");
+        assert_eq!(status(&f, "credential escalation"), "off");
+        assert_eq!(status(&f, "credential integrity"), "partial");
+
+        let mut o = o;
+        o.nsproxy_ns[NsKind::Time.index()] = 48;
+        o.ns_inum[NsKind::Time.index()] = 16;
+        (o.task_cgroups, o.css_set_dfl_cgrp, o.cgroup_kn, o.kernfs_node_name) = (1, 2, 3, 4);
+        let f = features(&o, "kprobe");
+        assert_eq!(status(&f, "time namespace"), "on");
+        assert_eq!(status(&f, "container attribution in the kernel"), "on");
+        assert_eq!(status(&f, "credential escalation"), "on");
+        assert!(f.iter().any(|x| x.detail == "commit_creds kprobe"));
+        assert_eq!(status(&f, "credential integrity"), "on");
+    }
+
+    #[test]
+    fn commit_creds_choice() {
+        let fentry = Attach::FEntry { function: "commit_creds" };
+        let kprobe = Attach::KProbe { function: "commit_creds" };
+        assert!(CommitCredsHook::Auto.allows(&fentry) && CommitCredsHook::Auto.allows(&kprobe));
+        assert!(CommitCredsHook::Kprobe.allows(&kprobe) && !CommitCredsHook::Kprobe.allows(&fentry));
+        assert!(CommitCredsHook::Fentry.allows(&fentry) && !CommitCredsHook::Fentry.allows(&kprobe));
+        assert!(!CommitCredsHook::Off.allows(&fentry) && !CommitCredsHook::Off.allows(&kprobe));
+    }
+}
