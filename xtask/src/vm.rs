@@ -803,6 +803,14 @@ pub fn summary_table(runs: &[(&KernelSpec, GuestRun)]) -> String {
             let _ = writeln!(s, "{}: {f}", spec.name);
         }
     }
+    let total = |f: &dyn Fn(&Outcome) -> bool| runs.iter().map(|(_, r)| r.count(f)).sum::<usize>();
+    let _ = writeln!(
+        s,
+        "\nvm-test: {} passed, {} failed, {} skipped",
+        total(&|o| *o == Outcome::Pass),
+        total(&|o| *o == Outcome::Fail),
+        total(&|o| matches!(o, Outcome::Skip(_)))
+    );
     s
 }
 
