@@ -165,10 +165,21 @@ impl Waiting {
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn helper");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("helper pid line");
-        let pid = line.trim().strip_prefix("pid=").and_then(|p| p.parse().ok()).expect("pid=N");
-        Waiting { child, pid }
+        // `pid=N` from the parent, `ready` from the child once it is back in user space (a
+        // record rewritten earlier would be checked at fork's own syscall exit instead).
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let (mut pid, mut ready) = (None, false);
+        while pid.is_none() || !ready {
+            let mut line = String::new();
+            if reader.read_line(&mut line).expect("helper output") == 0 {
+                panic!("helper exited before it was ready");
+            }
+            match line.trim() {
+                "ready" => ready = true,
+                l => pid = pid.or_else(|| l.strip_prefix("pid=").and_then(|p| p.parse().ok())),
+            }
+        }
+        Waiting { child, pid: pid.expect("pid=N") }
     }
 
     fn go(mut self) {

@@ -7,8 +7,9 @@
 //!   namespaces) drops to uid 1000 keeping saved uid 0, then takes euid 0 back with
 //!   setresuid(0,0,0) — two commit_creds, the second a root gain. Prints `pid=<that process>`.
 //! - `wait-then-unshare <host|container>`: a process that is tracked (forked), prints
-//!   `pid=<pid>`, waits for a line on stdin, then makes one namespace syscall (`unshare(0)`,
-//!   a no-op) and exits: the point where the agent checks the task against its record.
+//!   `pid=<pid>` and `ready`, waits for a line on stdin, then makes one namespace syscall
+//!   (`unshare(0)`, a no-op) and exits: the point where the agent checks the task against its
+//!   record.
 //! - `run-as <uid> <host|container> <program> [args…]`: run a program as `uid` (groups
 //!   dropped), in a fake container or not. Prints `pid=<pid>`, exits with its status.
 //! - `su-like [program args…]`: what `su` does after its setuid-root exec: take uid 0 fully
@@ -145,6 +146,9 @@ fn creds_dance(place: &str) -> Result<u8, String> {
 fn wait_then_unshare(place: &str) -> Result<u8, String> {
     maybe_containerise(place)?;
     fork_child(|| {
+        // Printed from user space: the child has left fork's syscall-exit hook, and makes no
+        // hooked syscall until unshare below.
+        println!("ready");
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map_err(|e| format!("reading stdin: {e}"))?;
         // SAFETY: unshare(0) changes nothing; its entry hook compares the task with its record.
