@@ -449,7 +449,6 @@ mod tests {
         assert_eq!(status(&f, "credential escalation"), "off");
         assert_eq!(status(&f, "credential integrity"), "partial");
 
-        let mut o = o;
         o.nsproxy_ns[NsKind::Time.index()] = 48;
         o.ns_inum[NsKind::Time.index()] = 16;
         (o.task_cgroups, o.css_set_dfl_cgrp, o.cgroup_kn, o.kernfs_node_name) = (1, 2, 3, 4);
