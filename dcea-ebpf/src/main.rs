@@ -113,11 +113,9 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
                 tampered |= flags::CRED_REPLACED;
             }
             let old = state.snap;
-            // The snapshot of what the task acts as: the subjective creds when they were swapped.
-            let mut new = task.snapshot(nsproxy, cred);
-            if tampered & flags::CRED_SUBJECTIVE != 0 {
-                read_cred(subjective, &mut new);
-            }
+            // What the task acts as: the subjective creds when they were swapped.
+            let acting = if tampered & flags::CRED_SUBJECTIVE != 0 { subjective } else { cred };
+            let new = task.refresh(&old, nsproxy, acting, state.cred != cred || committed || tampered != 0);
             state.snap = new;
             state.nsproxy = nsproxy;
             state.cred = cred;

@@ -136,6 +136,22 @@ impl Task {
         s
     }
 
+    /// `prev` after the task's nsproxy and/or cred moved: the namespaces of `nsproxy` are read
+    /// again, the credentials (and user namespace) only when `cred_moved`. The task's own pid
+    /// namespace never changes. Fewer reads than a full snapshot on the hot path of
+    /// unshare/setns; the branch leaves unknown values on both sides, so the verifier merges it.
+    #[inline(always)]
+    pub fn refresh(self, prev: &TaskSnapshot, nsproxy: u64, cred: u64, cred_moved: bool) -> TaskSnapshot {
+        let mut s = *prev;
+        self.read_nsproxy(nsproxy, &mut s);
+        s.ns[NsKind::Pid.index()] = prev.ns[NsKind::Pid.index()];
+        s.ns[NsKind::User.index()] = prev.ns[NsKind::User.index()];
+        if cred_moved {
+            read_cred(cred, &mut s);
+        }
+        s
+    }
+
     /// The namespaces held by `struct nsproxy`; the pid and user slots (ABSENT there) read
     /// as 0 and are filled by the callers.
     #[inline(always)]
