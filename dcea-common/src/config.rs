@@ -17,7 +17,10 @@ pub struct Offsets {
     pub task_tgid: u32,
     pub task_real_parent: u32,
     pub task_nsproxy: u32,
+    /// `task_struct.cred` (subjective credentials).
     pub task_cred: u32,
+    /// `task_struct.real_cred` (objective credentials).
+    pub task_real_cred: u32,
     pub task_thread_pid: u32,
     pub task_cgroups: u32,
     pub task_mm: u32,
@@ -87,6 +90,7 @@ impl Offsets {
             task_real_parent: ABSENT,
             task_nsproxy: ABSENT,
             task_cred: ABSENT,
+            task_real_cred: ABSENT,
             task_thread_pid: ABSENT,
             task_cgroups: ABSENT,
             task_mm: ABSENT,
@@ -153,7 +157,6 @@ pub struct KernelConfig {
     pub enforce: u32,
     /// Index into `css_set->subsys[]` used for container attribution, or [`CGROUP_DFL`].
     pub cgroup_subsys: u32,
-    pub _pad: u32,
 }
 
 impl KernelConfig {
@@ -164,7 +167,6 @@ impl KernelConfig {
             agent_tgid: 0,
             enforce: 0,
             cgroup_subsys: CGROUP_DFL,
-            _pad: 0,
         }
     }
 }

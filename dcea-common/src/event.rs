@@ -42,12 +42,17 @@ impl TaskSnapshot {
 pub struct TaskState {
     pub snap: TaskSnapshot,
     pub nsproxy: u64,
+    /// `task->real_cred` when `snap` was taken.
     pub cred: u64,
-    /// [`TASK_REPORTED`] once userspace has been told about this task.
+    /// `TASK_*` bits.
     pub flags: u32,
     pub _pad: u32,
+    /// The last `struct cred *` the commit_creds hook saw this task install
+    /// ([`TASK_CRED_COMMITTED`]): the only pointer `real_cred` may legitimately change to.
+    pub committed_cred: u64,
 }
 
+/// Userspace has been told about this task (it sends an exit event).
 pub const TASK_REPORTED: u32 = 1;
 /// The task runs in a container (non-host PID namespace or a container's cgroup), decided when
 /// its state is created and again at every exec (runtimes move a task into the container's
@@ -57,6 +62,19 @@ pub const TASK_CONTAINER: u32 = 2;
 /// Without it, a containerised task is the runtime still setting the container up (runc's
 /// init mounting /proc, creating /dev nodes, pivot_root) before the entrypoint runs.
 pub const TASK_EXECED: u32 = 4;
+/// commit_creds ran for this task since `snap` was taken; `committed_cred` holds the pointer.
+pub const TASK_CRED_COMMITTED: u32 = 1 << 3;
+/// `snap` was taken while the commit_creds hook was attached, so every later legitimate
+/// credential change of this task passes through it: the integrity checks apply.
+pub const TASK_CREDS_TRACKED: u32 = 1 << 4;
+/// A credential-integrity violation of this task was reported (once per task).
+pub const TASK_CRED_TAMPER_REPORTED: u32 = 1 << 5;
+
+/// Index 0 of the runtime flags map (written by userspace after attaching).
+pub mod runtime {
+    /// The commit_creds hook (fentry or kprobe) is attached.
+    pub const COMMIT_CREDS_HOOK: u32 = 1;
+}
 
 /// Where in the kernel a change was observed.
 #[repr(u32)]
@@ -169,7 +187,8 @@ impl Hook {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// The task's namespaces differ from the last snapshot.
+    /// The task's namespaces differ from the last snapshot, or (with a `flags::CRED_*` bit)
+    /// its credentials changed outside commit_creds.
     Transition = 1,
     /// A task userspace was told about has exited (lets it drop per-task state).
     Exit = 2,
@@ -214,6 +233,16 @@ pub mod flags {
     /// Transition: the container runtime preparing the container ([`crate::TASK_EXECED`]
     /// unset). Behaviour records are never sent for such tasks.
     pub const RUNTIME_SETUP: u32 = 1 << 12;
+    /// Credential integrity (kind Transition, `old` = last legitimate snapshot): the task's
+    /// `real_cred` points somewhere commit_creds never installed.
+    pub const CRED_REPLACED: u32 = 1 << 13;
+    /// uid/euid/capabilities changed behind an unchanged `real_cred` pointer (a committed
+    /// cred is immutable: this is a write into it).
+    pub const CRED_IN_PLACE: u32 = 1 << 14;
+    /// At syscall entry `task->cred` differs from `task->real_cred` (override_creds() is always
+    /// reverted before a syscall returns); `new` carries the subjective credentials.
+    pub const CRED_SUBJECTIVE: u32 = 1 << 15;
+    pub const CRED_TAMPERED: u32 = CRED_REPLACED | CRED_IN_PLACE | CRED_SUBJECTIVE;
 }
 
 /// Indices of the per-CPU counters in the stats map.
@@ -276,6 +305,9 @@ pub const PATH_LEN: usize = 256;
 /// Bytes of the second string: mount source, pivot_root put_old, module parameters, argv.
 pub const ARG_LEN: usize = 256;
 pub const FSTYPE_LEN: usize = 32;
+/// Steps of the kernel's walk from an opened file towards the root: one path component each,
+/// or an empty slot where the walk crossed a mount point.
+pub const FILE_STEPS: usize = 12;
 pub const BEHAVIOUR_SIZE: usize = core::mem::size_of::<Behaviour>();
 
 /// Indices into [`Behaviour::args`], per hook.
@@ -322,8 +354,9 @@ pub struct Behaviour {
     /// mount: filesystem type.
     pub fstype: [u8; FSTYPE_LEN],
     /// open*, finit_module: the opened file's path components, leaf first, across mounts up
-    /// to the task's mount namespace root (symlinks and relative paths resolved).
-    pub file: [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS],
+    /// to the task's mount namespace root (symlinks and relative paths resolved); an empty
+    /// slot is a mount crossing.
+    pub file: [[u8; EXE_COMPONENT_LEN]; FILE_STEPS],
 }
 
 #[cfg(feature = "user")]

@@ -22,6 +22,7 @@ pub mod names {
     pub const TASKS_MAP: &str = "DCEA_TASKS";
     pub const STATS_MAP: &str = "DCEA_STATS";
     pub const CONFIG_GLOBAL: &str = "DCEA_CONFIG";
+    pub const RUNTIME_MAP: &str = "DCEA_RUNTIME";
 }
 
 /// Namespace kinds tracked per task, in snapshot order.
@@ -107,7 +108,7 @@ mod tests {
         assert_eq!(size_of::<TaskSnapshot>(), 56);
         assert_eq!(offset_of!(TaskSnapshot, uid), 36);
         assert_eq!(offset_of!(TaskSnapshot, cap_effective), 48);
-        assert_eq!(size_of::<TaskState>(), 80);
+        assert_eq!(size_of::<TaskState>(), 88);
         assert_eq!(offset_of!(Event, ktime_ns), 24);
         assert_eq!(offset_of!(Event, ret), 32);
         assert_eq!(offset_of!(Event, old), 40);
@@ -125,7 +126,7 @@ mod tests {
         assert_eq!(offset_of!(Behaviour, flags), offset_of!(Event, flags));
         assert_eq!(offset_of!(Behaviour, snap), 72);
         assert_eq!(BEHAVIOUR_SIZE % 8, 0);
-        assert_eq!(BEHAVIOUR_SIZE, 1408, "a new wire format: update the decoder's size check");
+        assert_eq!(BEHAVIOUR_SIZE, 1536, "a new wire format: update the decoder's size check");
         assert_eq!(size_of::<Offsets>() % 4, 0);
         assert_eq!(size_of::<KernelConfig>() % 8, 0);
     }

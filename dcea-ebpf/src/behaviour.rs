@@ -8,35 +8,40 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{
-        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
-        bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
-    },
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use dcea_common::{
-    ABSENT, Behaviour, EventKind, Hook, NsKind, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState, arg, flags, stats,
+    Behaviour, EventKind, Hook, NsKind, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState, arg, flags, stats,
 };
 
 use crate::{
     DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
-    task::{FileInfo, Task, config, dentry_name_words, dentry_parent, path_components, read_ptr},
+    task::{FileInfo, Task, config, dentry_name_words, nonzero, path_components, read_str, read_user_str},
 };
+
+/// 1 when the snapshot's PID namespace is known and not the host's, else 0, without a branch.
+#[inline(always)]
+pub fn in_container_pid_ns(snap: &TaskSnapshot) -> u32 {
+    let host_pid: u32 = config!(host_ns[NsKind::Pid.index()]);
+    let pid_ns = snap.ns[NsKind::Pid.index()] as u64;
+    // host_pid is a load-time constant: the verifier resolves this test.
+    if host_pid == 0 {
+        return 0;
+    }
+    (nonzero(pid_ns) & nonzero(pid_ns ^ host_pid as u64)) as u32
+}
 
 /// `TASK_CONTAINER` when the task runs in a non-host PID namespace or a container's cgroup.
 #[inline(always)]
-pub fn container_flag(task: Task, snap: &TaskSnapshot) -> u32 {
-    let host_pid: u32 = config!(host_ns[NsKind::Pid.index()]);
-    let pid_ns = snap.ns[NsKind::Pid.index()];
-    if host_pid != 0 && pid_ns != 0 && pid_ns != host_pid {
-        return TASK_CONTAINER;
-    }
+fn container_flag(task: Task, snap: &TaskSnapshot) -> u32 {
     // The leaf name goes to a per-CPU buffer: 128 bytes on the stack of every caller would
     // push the larger programs past the 512-byte BPF stack.
-    let Some(leaf) = DCEA_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let Some(leaf) = DCEA_SCRATCH.get_ptr_mut(0) else { return in_container_pid_ns(snap) * TASK_CONTAINER };
     // SAFETY: per-CPU slot, used only within this call on this CPU.
-    if task.cgroup_leaf_has_container_id(unsafe { &mut *leaf }) { TASK_CONTAINER } else { 0 }
+    let by_cgroup = task.cgroup_leaf_has_container_id(unsafe { &mut *leaf }) as u32;
+    (in_container_pid_ns(snap) | by_cgroup) * TASK_CONTAINER
 }
 
 /// Flags of a task first seen after it started, from its PID namespace alone: the cgroup test
@@ -45,9 +50,7 @@ pub fn container_flag(task: Task, snap: &TaskSnapshot) -> u32 {
 /// `--pid=host` container that predates the agent is recognised at its next exec.
 #[inline(always)]
 pub fn learnt_flags(snap: &TaskSnapshot) -> u32 {
-    let host_pid: u32 = config!(host_ns[NsKind::Pid.index()]);
-    let pid_ns = snap.ns[NsKind::Pid.index()];
-    if host_pid != 0 && pid_ns != 0 && pid_ns != host_pid { TASK_CONTAINER | TASK_EXECED } else { 0 }
+    in_container_pid_ns(snap) * (TASK_CONTAINER | TASK_EXECED)
 }
 
 /// Tasks whose behaviour the rules look at: containerised and past the runtime's setup. The
@@ -74,8 +77,8 @@ fn current_container_task() -> Option<(Task, TaskSnapshot)> {
         return None;
     }
     let snap = task.snapshot(nsproxy, cred);
-    let state_flags = learnt_flags(&snap);
-    let state = TaskState { snap, nsproxy, cred, flags: state_flags, _pad: 0 };
+    let state_flags = learnt_flags(&snap) | crate::tracked_now();
+    let state = TaskState { snap, nsproxy, cred, flags: state_flags, _pad: 0, committed_cred: 0 };
     if DCEA_TASKS.insert(pid, state, 0).is_err() {
         count(stats::TASKS_FULL);
     }
@@ -116,14 +119,10 @@ fn emit<F: FnOnce(&mut Behaviour)>(
         ev.snap = *snap;
         task.comm(&mut ev.comm);
         parent.comm(&mut ev.parent_comm);
-        let mut fl = extra_flags | flags::CONTAINER;
-        if task.exe_components(&mut ev.exe) {
-            fl |= flags::EXE_TRUNCATED;
-        }
-        if task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent) {
-            fl |= flags::CGROUP_RESOLVED;
-        }
-        ev.flags = fl;
+        ev.flags = extra_flags
+            | flags::CONTAINER
+            | (flags::EXE_TRUNCATED * task.exe_components(&mut ev.exe))
+            | (flags::CGROUP_RESOLVED * task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent));
         ev.path[0] = 0;
         ev.arg[0] = 0;
         ev.fstype[0] = 0;
@@ -143,13 +142,6 @@ fn emit<F: FnOnce(&mut Behaviour)>(
 fn syscall_arg(ctx: &TracePointContext, n: usize) -> u64 {
     // syscalls:sys_enter_*: `int __syscall_nr` at 8, then six 8-byte arguments from 16.
     unsafe { ctx.read_at::<u64>(16 + 8 * n) }.unwrap_or(0)
-}
-
-#[inline(always)]
-fn user_str(ptr: u64, dst: &mut [u8]) {
-    if ptr == 0 || unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, dst) }.is_err() {
-        dst[0] = 0;
-    }
 }
 
 // Superblock magics (include/uapi/linux/magic.h) of the kernel's own filesystems.
@@ -242,21 +234,8 @@ fn open_is_interesting(info: &FileInfo, created: bool) -> bool {
     if in_table(name, &SENSITIVE_NAMES) {
         return true;
     }
-    let dir = dentry_name_words(parent_dir(info));
+    let dir = dentry_name_words(info.parent_dir());
     in_table(dir, &SENSITIVE_DIRS) || (created && dir == DEV)
-}
-
-/// The directory holding the file, stepping to the mount point when the parent is the root of
-/// the file's mount (a container's /dev is a tmpfs mounted on `dev`).
-#[inline(always)]
-fn parent_dir(info: &FileInfo) -> u64 {
-    let parent = dentry_parent(info.dentry);
-    let (mount_mnt, mnt_root, mnt_mountpoint): (u32, u32, u32) =
-        (config!(offsets.mount_mnt), config!(offsets.vfsmount_mnt_root), config!(offsets.mount_mnt_mountpoint));
-    if info.vfsmount == 0 || mount_mnt == ABSENT || parent != read_ptr(info.vfsmount, mnt_root) {
-        return parent;
-    }
-    read_ptr(info.vfsmount - mount_mnt as u64, mnt_mountpoint)
 }
 
 /// open/openat/openat2 return: the descriptor names the file the kernel really opened
@@ -276,18 +255,16 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
         return;
     }
     let info = FileInfo::read(file);
+    // FMODE_CREATED's bit (0 when this kernel has none): created is 0 or 1.
     let fmode_created: u32 = config!(offsets.fmode_created);
-    let created = fmode_created != 0 && info.f_mode & fmode_created != 0;
-    if !open_is_interesting(&info, created) {
+    let created = nonzero((info.f_mode & fmode_created) as u64);
+    if !open_is_interesting(&info, created != 0) {
         return;
     }
-    let open_flags = info.f_flags() as u64 | if created { O_CREAT } else { 0 };
+    let open_flags = info.f_flags() as u64 | (created * O_CREAT);
     let args = [open_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
-    let extra = if created { flags::FILE_CREATED } else { 0 };
-    emit(hook, task, &snap, ret, args, extra, true, |ev| {
-        if path_components(info.vfsmount, info.dentry, &mut ev.file) {
-            ev.flags |= flags::FILE_TRUNCATED;
-        }
+    emit(hook, task, &snap, ret, args, created as u32 * flags::FILE_CREATED, true, |ev| {
+        ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, &mut ev.file);
     });
 }
 
@@ -321,16 +298,21 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     };
     let addr = syscall_arg(&ctx, 1);
     let len = syscall_arg(&ctx, 2);
-    // SAFETY: bpf_probe_read_user tolerates any address.
-    let family = unsafe { bpf_probe_read_user(addr as *const u16) }.unwrap_or(0);
+    let mut family = 0u16;
+    // SAFETY: the helper accepts any address and writes 2 bytes (zeros when the read fails).
+    unsafe { generated::bpf_probe_read_user((&mut family as *mut u16).cast(), 2, addr as *const _) };
     if family != AF_UNIX {
         return 0;
     }
     emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT, true, |ev| {
         // Raw bytes: an abstract socket's name starts with a NUL (userspace renders it '@').
-        let sun_path = unsafe { &mut *(ev.path.as_mut_ptr() as *mut [u8; SUN_PATH_LEN]) };
-        if unsafe { bpf_probe_read_user_buf((addr + 2) as *const u8, sun_path) }.is_err() {
-            user_str(addr + 2, &mut ev.path);
+        // A path shorter than sun_path may end the readable memory: fall back to a string copy.
+        // SAFETY: the helpers write at most SUN_PATH_LEN <= PATH_LEN bytes into ev.path.
+        let ret = unsafe {
+            generated::bpf_probe_read_user(ev.path.as_mut_ptr().cast(), SUN_PATH_LEN as u32, (addr + 2) as *const _)
+        };
+        if ret != 0 {
+            read_user_str(addr + 2, &mut ev.path[..SUN_PATH_LEN]);
         }
         ev.path[SUN_PATH_LEN] = 0;
     });
@@ -344,7 +326,7 @@ pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
     };
     let (len, params) = (syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
     emit(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT, true, |ev| {
-        user_str(params, &mut ev.arg);
+        read_user_str(params, &mut ev.arg);
     });
     0
 }
@@ -359,10 +341,8 @@ pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
     let info = FileInfo::read(file);
     let args = [module_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
     emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT, true, |ev| {
-        user_str(params, &mut ev.arg);
-        if file != 0 && path_components(info.vfsmount, info.dentry, &mut ev.file) {
-            ev.flags |= flags::FILE_TRUNCATED;
-        }
+        read_user_str(params, &mut ev.arg);
+        ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, &mut ev.file);
     });
     0
 }
@@ -415,7 +395,7 @@ fn on_mknod(hook: Hook, path: u64, mode: u64, dev: u64) {
         return;
     };
     emit(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT, true, |ev| {
-        user_str(path, &mut ev.path);
+        read_user_str(path, &mut ev.path);
     });
 }
 
@@ -466,7 +446,7 @@ pub fn sys_enter_chroot(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let path = syscall_arg(&ctx, 0);
-    emit(Hook::Chroot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT, true, |ev| user_str(path, &mut ev.path));
+    emit(Hook::Chroot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT, true, |ev| read_user_str(path, &mut ev.path));
     0
 }
 
@@ -477,8 +457,8 @@ pub fn sys_enter_pivot_root(ctx: TracePointContext) -> u32 {
     };
     let (new_root, put_old) = (syscall_arg(&ctx, 0), syscall_arg(&ctx, 1));
     emit(Hook::PivotRoot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT, true, |ev| {
-        user_str(new_root, &mut ev.path);
-        user_str(put_old, &mut ev.arg);
+        read_user_str(new_root, &mut ev.path);
+        read_user_str(put_old, &mut ev.arg);
     });
     0
 }
@@ -492,9 +472,9 @@ pub fn on_mount_enter(ctx: &TracePointContext) {
     let (source, target, fstype, mount_flags) =
         (syscall_arg(ctx, 0), syscall_arg(ctx, 1), syscall_arg(ctx, 2), syscall_arg(ctx, 3));
     emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT, true, |ev| {
-        user_str(target, &mut ev.path);
-        user_str(source, &mut ev.arg);
-        user_str(fstype, &mut ev.fstype);
+        read_user_str(target, &mut ev.path);
+        read_user_str(source, &mut ev.arg);
+        read_user_str(fstype, &mut ev.fstype);
     });
 }
 
@@ -522,11 +502,10 @@ pub fn on_exec(ctx: &TracePointContext) {
     // `__data_loc char[] filename` at offset 8: low 16 bits offset, high 16 bits length.
     let filename_loc = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
     let filename = ctx.as_ptr() as u64 + (filename_loc & 0xffff) as u64;
+    // An absent field (loc 0) reads as an empty name rather than the record's header.
+    let filename = filename & nonzero(filename_loc as u64).wrapping_neg();
     emit(Hook::Exec, task, &snap, 0, [0; 4], 0, false, |ev| {
-        if filename_loc == 0 || unsafe { bpf_probe_read_kernel_str_bytes(filename as *const u8, &mut ev.path) }.is_err()
-        {
-            ev.path[0] = 0;
-        }
+        read_str(filename, &mut ev.path);
         ev.args[arg::FLAGS] = task.argv(&mut ev.arg);
     });
 }

@@ -16,15 +16,16 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_send_signal},
     macros::{btf_tracepoint, fentry, kprobe, map, tracepoint},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 use dcea_common::{
-    ALL_NS_MASK, Event, EventKind, Hook, KernelConfig, TASK_CONTAINER, TASK_EXECED, TASK_REPORTED, TaskSnapshot,
-    TaskState, cgroup_name_has_container_id, enters_host, flags, is_containerised, legit_change_mask, stats,
+    ALL_NS_MASK, Event, EventKind, Hook, KernelConfig, TASK_CONTAINER, TASK_CRED_COMMITTED, TASK_CRED_TAMPER_REPORTED,
+    TASK_CREDS_TRACKED, TASK_EXECED, TASK_REPORTED, TaskSnapshot, TaskState, cgroup_name_has_container_id, enters_host,
+    flags, is_containerised, legit_change_mask, runtime, stats,
 };
 
-use crate::task::{Task, config};
+use crate::task::{Task, config, cred_ids, read_cred};
 
 /// Written by the agent at load time (see dcea_common::config).
 #[unsafe(no_mangle)]
@@ -69,6 +70,13 @@ fn current_ids() -> Option<(u32, u32)> {
 }
 
 /// Compare the current task with its stored state at a tracked point; emit on change.
+///
+/// Integrity: namespaces may only change inside the namespace syscalls (checked by userspace
+/// from the hook), and — when the commit_creds hook is attached — `task->real_cred` may only
+/// change to a cred that commit_creds installed, and the ids behind an unchanged pointer may
+/// not change at all (a committed cred is immutable). At syscall entry `task->cred` must equal
+/// `task->real_cred` (override_creds() never outlives a syscall). Anything else is the kernel
+/// exploit pattern of writing `task->cred`/`real_cred` or the ids inside them.
 #[inline(always)]
 fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
     let Some((pid, _tgid)) = current_ids() else {
@@ -79,35 +87,64 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
     if nsproxy == 0 || cred == 0 {
         return; // exiting: namespaces already released
     }
+    // A constant per program: only entry hooks read the subjective pointer.
+    let subjective = if at_entry { task.subjective_cred() } else { cred };
+    let tracked_now = tracked_now();
     match DCEA_TASKS.get_ptr_mut(pid) {
         Some(state) => {
             // SAFETY: map value pointer valid for this program run.
             let state = unsafe { &mut *state };
-            if state.nsproxy == nsproxy && state.cred == cred {
-                return;
+            let checked = state.flags & TASK_CREDS_TRACKED != 0;
+            let committed = state.flags & TASK_CRED_COMMITTED != 0;
+            let mut tampered = 0;
+            if subjective != cred {
+                tampered |= flags::CRED_SUBJECTIVE;
+            }
+            if state.nsproxy == nsproxy && state.cred == cred && !committed {
+                if at_entry && tracked_now != 0 {
+                    let (uid, euid, caps) = cred_ids(cred);
+                    if !checked {
+                        // First look since the hook attached: adopt the ids from here on.
+                        (state.snap.uid, state.snap.euid, state.snap.cap_effective) = (uid, euid, caps);
+                        state.flags |= TASK_CREDS_TRACKED;
+                    } else if uid != state.snap.uid || euid != state.snap.euid || caps != state.snap.cap_effective {
+                        tampered |= flags::CRED_IN_PLACE;
+                    }
+                }
+                if tampered == 0 {
+                    return;
+                }
+            } else if checked && state.cred != cred && !(committed && state.committed_cred == cred) {
+                tampered |= flags::CRED_REPLACED;
             }
             let old = state.snap;
-            let new = task.refresh(&old, nsproxy, state.nsproxy != nsproxy, cred, state.cred != cred);
+            // What the task acts as: the subjective creds when they were swapped.
+            let acting = if tampered & flags::CRED_SUBJECTIVE != 0 { subjective } else { cred };
+            let new = task.refresh(&old, nsproxy, acting, state.cred != cred || committed || tampered != 0);
             state.snap = new;
             state.nsproxy = nsproxy;
             state.cred = cred;
-            if !old.same_namespaces(&new) {
-                let mut extra = if at_entry { flags::AT_ENTRY } else { 0 };
-                if state.flags & TASK_CONTAINER != 0 {
-                    extra |= flags::CONTAINER;
-                    if state.flags & TASK_EXECED == 0 {
-                        extra |= flags::RUNTIME_SETUP;
-                    }
-                }
+            let report_tamper = tampered != 0 && state.flags & TASK_CRED_TAMPER_REPORTED == 0;
+            state.flags = (state.flags & !(TASK_CRED_COMMITTED | TASK_CREDS_TRACKED)) | tracked_now;
+            if report_tamper || !old.same_namespaces(&new) {
+                let extra = if at_entry { flags::AT_ENTRY } else { 0 }
+                    | if report_tamper { tampered } else { 0 }
+                    | container_extra(state.flags);
                 if emit(EventKind::Transition, hook, task, &old, &new, extra, ret, true) {
-                    state.flags |= TASK_REPORTED;
+                    state.flags |= TASK_REPORTED | if report_tamper { TASK_CRED_TAMPER_REPORTED } else { 0 };
                 }
             }
         }
         None => {
             let snap = task.snapshot(nsproxy, cred);
-            let flags = behaviour::learnt_flags(&snap);
-            let state = TaskState { snap, nsproxy, cred, flags, _pad: 0 };
+            let state = TaskState {
+                snap,
+                nsproxy,
+                cred,
+                flags: tracked_now | behaviour::learnt_flags(&snap),
+                _pad: 0,
+                committed_cred: 0,
+            };
             if DCEA_TASKS.insert(pid, state, 0).is_err() {
                 count(stats::TASKS_FULL);
             }
@@ -115,13 +152,38 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
     }
 }
 
+/// Runtime flags written by the agent after attaching (see dcea_common::runtime).
+#[map]
+static DCEA_RUNTIME: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The event flags a task's state gives its records: [`flags::CONTAINER`], and
+/// [`flags::RUNTIME_SETUP`] while it has not exec'd since becoming containerised.
+#[inline(always)]
+fn container_extra(state_flags: u32) -> u32 {
+    let container = (state_flags / TASK_CONTAINER) & 1;
+    let execed = (state_flags / TASK_EXECED) & 1;
+    (container * flags::CONTAINER) | (container * (execed ^ 1) * flags::RUNTIME_SETUP)
+}
+
+#[inline(always)]
+fn creds_hook_attached() -> bool {
+    // SAFETY: array slot 0 exists; read as a plain u32.
+    DCEA_RUNTIME.get(0).is_some_and(|f| *f & runtime::COMMIT_CREDS_HOOK != 0)
+}
+
+/// [`TASK_CREDS_TRACKED`] for a state recorded now, when the commit_creds hook is attached.
+#[inline(always)]
+fn tracked_now() -> u32 {
+    if creds_hook_attached() { TASK_CREDS_TRACKED } else { 0 }
+}
+
 /// Fill and submit one event about `task`. `is_current`: the task is the one running, so it
 /// can be killed in enforce mode. Returns whether the event was written.
 ///
 /// Userspace raises an alert only for a containerised task entering a host namespace, a
 /// namespace change its hook cannot make, or a credential report; the rules engine also looks
-/// at any transition of a containerised task (`flags::CONTAINER`: nested namespaces made in a
-/// container). Only such *urgent* events carry the parent and executable path and wake the
+/// at any transition of a containerised task ([`flags::CONTAINER`]: nested namespaces made in
+/// a container). Only such *urgent* events carry the parent and executable path and wake the
 /// agent at once; the rest (runtimes building containers, host tools) are summaries the agent
 /// drains periodically. A wakeup or a dentry walk per event would cost more than the hook.
 #[inline(always)]
@@ -142,10 +204,11 @@ fn emit(
     let always_urgent = match kind {
         EventKind::Exit | EventKind::Behaviour => false,
         EventKind::Creds => true,
-        EventKind::Transition => extra_flags & flags::AT_ENTRY != 0 || legit_change_mask(hook) != ALL_NS_MASK,
+        EventKind::Transition => {
+            extra_flags & (flags::AT_ENTRY | flags::CRED_TAMPERED) != 0 || legit_change_mask(hook) != ALL_NS_MASK
+        }
     };
     let may_escape = kind == EventKind::Transition && matches!(hook, Hook::Setns);
-    let container = extra_flags & flags::CONTAINER != 0;
     let Some(mut entry) = DCEA_EVENTS.reserve::<Event>(0) else {
         count(stats::RINGBUF_FULL);
         return false;
@@ -168,17 +231,21 @@ fn emit(
         ev.new = *new;
         task.comm(&mut ev.comm);
         let mut fl = extra_flags;
-        let mut urgent = always_urgent || container;
+        // A runtime value: the one branch here that is not constant per program.
+        let mut urgent = always_urgent || extra_flags & flags::CONTAINER != 0;
         if urgent || may_escape {
             let resolved = task.cgroup_names(&mut ev.cgroup, &mut ev.cgroup_parent);
-            if resolved {
-                fl |= flags::CGROUP_RESOLVED;
-            }
-            if may_escape && enters_host(old, new, &host) {
+            fl |= flags::CGROUP_RESOLVED * resolved;
+            if may_escape {
                 // Same test as userspace's verdict; without a cgroup the agent decides.
-                let container = is_containerised(old, &host, false) || cgroup_name_has_container_id(&ev.cgroup);
-                urgent = urgent || container || !resolved;
-                if container && is_current && config!(enforce) != 0 && bpf_send_signal(SIGKILL) == 0 {
+                // Computed as 0/1 values: one branch for the verdict, not one per test.
+                let entered = enters_host(old, new, &host) as u32;
+                let container =
+                    is_containerised(old, &host, false) as u32 | cgroup_name_has_container_id(&ev.cgroup) as u32;
+                if entered & (container | (resolved ^ 1)) != 0 {
+                    urgent = true;
+                }
+                if entered & container != 0 && is_current && config!(enforce) != 0 && bpf_send_signal(SIGKILL) == 0 {
                     fl |= flags::KILLED;
                     count(stats::KILLED);
                 }
@@ -189,9 +256,7 @@ fn emit(
         }
         if urgent {
             parent.comm(&mut ev.parent_comm);
-            if task.exe_components(&mut ev.exe) {
-                fl |= flags::EXE_TRUNCATED;
-            }
+            fl |= flags::EXE_TRUNCATED * task.exe_components(&mut ev.exe);
         } else {
             fl |= flags::SUMMARY;
             ev.parent_comm[0] = 0;
@@ -303,23 +368,17 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     let new = child.snapshot(nsproxy, cred);
     let parent_pid = bpf_get_current_pid_tgid() as u32;
     // The child shares its parent's cgroup: inherit the parent's verdict, or decide afresh.
-    let (old, container) = match DCEA_TASKS.get_ptr(parent_pid) {
+    let (old, inherited) = match DCEA_TASKS.get_ptr(parent_pid) {
         // SAFETY: valid for this run.
         Some(state) => unsafe { ((*state).snap, (*state).flags & (TASK_CONTAINER | TASK_EXECED)) },
         None => (parent.snapshot(parent.nsproxy(), parent.cred()), behaviour::learnt_flags(&new)),
     };
-    let host_pid: u32 = config!(host_ns[dcea_common::NsKind::Pid.index()]);
-    let pid_ns = new.ns[dcea_common::NsKind::Pid.index()];
     // A child in a new PID namespace is containerised; TASK_EXECED stays inherited, so runc's
     // init is "setting up" until it execs the entrypoint.
-    let container =
-        if host_pid != 0 && pid_ns != 0 && pid_ns != host_pid { container | TASK_CONTAINER } else { container };
-    let mut state = TaskState { snap: new, nsproxy, cred, flags: container, _pad: 0 };
-    let extra = match (container & TASK_CONTAINER != 0, container & TASK_EXECED != 0) {
-        (true, true) => flags::CONTAINER,
-        (true, false) => flags::CONTAINER | flags::RUNTIME_SETUP,
-        _ => 0,
-    };
+    let container = inherited | (behaviour::in_container_pid_ns(&new) * TASK_CONTAINER);
+    let mut state =
+        TaskState { snap: new, nsproxy, cred, flags: tracked_now() | container, _pad: 0, committed_cred: 0 };
+    let extra = container_extra(container);
     if !old.same_namespaces(&new) && emit(EventKind::Transition, Hook::Fork, child, &old, &new, extra, 0, false) {
         state.flags |= TASK_REPORTED;
     }
@@ -329,33 +388,44 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// commit_creds(new): report a containerised task gaining root or capabilities.
+/// commit_creds(new), called by the task itself: record `new` as the one legitimate next
+/// `real_cred` of the task (the integrity check of `observe_current`), and report a
+/// containerised task gaining root or capabilities.
 #[inline(always)]
 fn on_commit_creds(new_cred: u64) {
-    if current_ids().is_none() || new_cred == 0 {
+    let Some((pid, _)) = current_ids() else {
         return;
+    };
+    if new_cred == 0 {
+        return;
+    }
+    // Only containers matter: the task's state knows (decided at fork and exec with its
+    // cgroup); a task not seen yet is judged by its PID namespace alone.
+    let mut container_cgroup = false;
+    if let Some(state) = DCEA_TASKS.get_ptr_mut(pid) {
+        // SAFETY: map value pointer valid for this program run.
+        let state = unsafe { &mut *state };
+        state.flags |= TASK_CRED_COMMITTED;
+        state.committed_cred = new_cred;
+        container_cgroup = state.flags & TASK_CONTAINER != 0;
     }
     let task = Task(unsafe { bpf_get_current_task() });
     let (nsproxy, cred) = (task.nsproxy(), task.cred());
     if nsproxy == 0 || cred == 0 {
         return;
     }
-    let old = task.snapshot(nsproxy, cred);
-    let new = task.snapshot(nsproxy, new_cred);
-    let gained_root = old.euid != 0 && new.euid == 0;
-    let gained_caps = new.cap_effective & !old.cap_effective != 0;
+    // Ids first: most commits (setgroups, keyrings, dropping privileges) gain nothing.
+    let (_, old_euid, old_caps) = cred_ids(cred);
+    let (_, new_euid, new_caps) = cred_ids(new_cred);
+    let gained_root = old_euid != 0 && new_euid == 0;
+    let gained_caps = new_caps & !old_caps != 0;
     if !(gained_root || gained_caps) {
         return;
     }
+    let old = task.snapshot(nsproxy, cred);
+    let mut new = old;
+    read_cred(new_cred, &mut new);
     let host = config!(host_ns);
-    // Only containers matter: the task's state knows (decided at fork/exec with its cgroup);
-    // a task not seen yet is judged by its PID namespace alone.
-    let pid = bpf_get_current_pid_tgid() as u32;
-    let container_cgroup = match DCEA_TASKS.get_ptr(pid) {
-        // SAFETY: valid for this run.
-        Some(state) => (unsafe { (*state).flags } & TASK_CONTAINER) != 0,
-        None => false,
-    };
     if is_containerised(&old, &host, container_cgroup) {
         emit(EventKind::Creds, Hook::CommitCreds, task, &old, &new, 0, 0, true);
     }

@@ -1,10 +1,18 @@
 //! Reading `struct task_struct` and what hangs off it, at offsets resolved from BTF by the
 //! agent (aya has no CO-RE for Rust programs).
+//!
+//! Every reader here is branch-free on runtime data. `bpf_probe_read_kernel(_str)` zero-fills
+//! its destination when the read fails (address 0 included), so a chain of reads through a
+//! null pointer simply yields zeros; only the `ABSENT` tests branch, and those compare
+//! `.rodata` constants that the verifier resolves. Diamonds on runtime values (`if ptr == 0`)
+//! leave a different constant in a register on each side; the 5.10 and 6.1 verifiers track
+//! such constants precisely and could not merge the paths, which took the event writer past
+//! their 1M-instruction limit.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated};
+use aya_ebpf::helpers::generated;
 use dcea_common::{
     ABSENT, ARG_LEN, CGROUP_DFL, CGROUP_NAME_LEN, CGROUP_PARENT_LEN, COMM_LEN, EXE_COMPONENT_LEN, EXE_COMPONENTS,
-    NS_KINDS, NsKind, TaskSnapshot, cgroup_name_has_container_id,
+    FILE_STEPS, NS_KINDS, NsKind, TaskSnapshot, cgroup_name_has_container_id,
 };
 
 /// Read one field of the load-time configuration. `read_volatile` keeps the compiler from
@@ -21,40 +29,78 @@ macro_rules! config {
 }
 pub(crate) use config;
 
-/// Read a `T` at `base + off`; `None` for a null base, a field this kernel lacks, or a fault.
+/// Read a `T` at `base + off`: zeros for a null base, a field this kernel lacks (`ABSENT`,
+/// a constant) or a fault.
 #[inline(always)]
-fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
-    if base == 0 || off == ABSENT {
-        return None;
+fn read<T: Copy>(base: u64, off: u32) -> T {
+    // Not zero-initialised: the helper writes every byte (the data, or zeros on failure), and
+    // a zeroing memset would become a BPF-to-BPF call whose frame counts against the stack.
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    let src = if off != ABSENT { base.wrapping_add(off as u64) } else { 0 };
+    // SAFETY: the helper accepts any source address and writes size_of::<T>() bytes to `v`.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            v.as_mut_ptr().cast(),
+            core::mem::size_of::<T>() as u32,
+            src as *const core::ffi::c_void,
+        );
+        v.assume_init()
     }
-    // SAFETY: bpf_probe_read_kernel tolerates any address.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
 }
 
 #[inline(always)]
 pub fn read_ptr(base: u64, off: u32) -> u64 {
-    read::<u64>(base, off).unwrap_or(0)
+    read::<u64>(base, off)
 }
 
-/// Copy a NUL-terminated kernel string; on failure `dst` holds the empty string.
+/// Copy a NUL-terminated kernel string; an unreadable `ptr` (0 included) leaves `dst` zeroed.
 #[inline(always)]
-pub fn read_str(ptr: u64, dst: &mut [u8]) -> bool {
-    let ok = ptr != 0 && unsafe { bpf_probe_read_kernel_str_bytes(ptr as *const u8, dst) }.is_ok();
-    if !ok {
-        dst[0] = 0;
-    }
-    ok
+pub fn read_str(ptr: u64, dst: &mut [u8]) {
+    // SAFETY: at most dst.len() bytes are written to dst.
+    unsafe {
+        generated::bpf_probe_read_kernel_str(dst.as_mut_ptr().cast(), dst.len() as u32, ptr as *const core::ffi::c_void)
+    };
+}
+
+/// Copy a NUL-terminated user string; an unreadable `ptr` (0 included) leaves `dst` zeroed.
+#[inline(always)]
+pub fn read_user_str(ptr: u64, dst: &mut [u8]) {
+    // SAFETY: at most dst.len() bytes are written to dst.
+    unsafe {
+        generated::bpf_probe_read_user_str(dst.as_mut_ptr().cast(), dst.len() as u32, ptr as *const core::ffi::c_void)
+    };
+}
+
+/// 1 when `x` is not 0, else 0, without a branch.
+#[inline(always)]
+pub fn nonzero(x: u64) -> u64 {
+    (x | x.wrapping_neg()) >> 63
+}
+
+/// `a` when `cond` (0 or 1) is 1, else `b`, without a branch.
+#[inline(always)]
+pub fn select(cond: u64, a: u64, b: u64) -> u64 {
+    let mask = cond.wrapping_neg();
+    (a & mask) | (b & !mask)
+}
+
+/// uid, euid and effective capabilities of a `struct cred *`.
+#[inline(always)]
+pub fn cred_ids(cred: u64) -> (u32, u32, u64) {
+    (
+        read::<u32>(cred, config!(offsets.cred_uid)),
+        read::<u32>(cred, config!(offsets.cred_euid)),
+        read::<u64>(cred, config!(offsets.cred_cap_effective)),
+    )
 }
 
 /// Credentials and the user namespace from a `struct cred *`.
 #[inline(always)]
-fn read_cred(cred: u64, s: &mut TaskSnapshot) {
+pub fn read_cred(cred: u64, s: &mut TaskSnapshot) {
     let user_ns = read_ptr(cred, config!(offsets.cred_user_ns));
     let ns_inum: u32 = config!(offsets.ns_inum[NsKind::User.index()]);
-    s.ns[NsKind::User.index()] = read::<u32>(user_ns, ns_inum).unwrap_or(0);
-    s.uid = read::<u32>(cred, config!(offsets.cred_uid)).unwrap_or(u32::MAX);
-    s.euid = read::<u32>(cred, config!(offsets.cred_euid)).unwrap_or(u32::MAX);
-    s.cap_effective = read::<u64>(cred, config!(offsets.cred_cap_effective)).unwrap_or(0);
+    s.ns[NsKind::User.index()] = read::<u32>(user_ns, ns_inum);
+    (s.uid, s.euid, s.cap_effective) = cred_ids(cred);
 }
 
 /// A `struct task_struct *`.
@@ -67,19 +113,28 @@ impl Task {
         read_ptr(self.0, config!(offsets.task_nsproxy))
     }
 
+    /// The objective credentials (`task->real_cred`): what the task is, changed only by
+    /// commit_creds. Tracked per task.
     #[inline(always)]
     pub fn cred(self) -> u64 {
+        read_ptr(self.0, config!(offsets.task_real_cred))
+    }
+
+    /// The subjective credentials (`task->cred`): what the task acts as. Equal to
+    /// `real_cred` except inside override_creds()/revert_creds() sections of the kernel.
+    #[inline(always)]
+    pub fn subjective_cred(self) -> u64 {
         read_ptr(self.0, config!(offsets.task_cred))
     }
 
     #[inline(always)]
     pub fn pid(self) -> u32 {
-        read::<u32>(self.0, config!(offsets.task_pid)).unwrap_or(0)
+        read::<u32>(self.0, config!(offsets.task_pid))
     }
 
     #[inline(always)]
     pub fn tgid(self) -> u32 {
-        read::<u32>(self.0, config!(offsets.task_tgid)).unwrap_or(0)
+        read::<u32>(self.0, config!(offsets.task_tgid))
     }
 
     #[inline(always)]
@@ -97,32 +152,24 @@ impl Task {
         s
     }
 
-    /// `prev` refreshed after the task's nsproxy and/or cred pointer changed: only what hangs
-    /// off a changed pointer is read again (a task's own pid namespace never changes).
+    /// `prev` after the task's nsproxy and/or cred moved: the namespaces of `nsproxy` are read
+    /// again, the credentials (and user namespace) only when `cred_moved`. The task's own pid
+    /// namespace never changes. Fewer reads than a full snapshot on the hot path of
+    /// unshare/setns; the branch leaves unknown values on both sides, so the verifier merges it.
     #[inline(always)]
-    pub fn refresh(
-        self,
-        prev: &TaskSnapshot,
-        nsproxy: u64,
-        nsproxy_changed: bool,
-        cred: u64,
-        cred_changed: bool,
-    ) -> TaskSnapshot {
+    pub fn refresh(self, prev: &TaskSnapshot, nsproxy: u64, cred: u64, cred_moved: bool) -> TaskSnapshot {
         let mut s = *prev;
-        if nsproxy_changed {
-            self.read_nsproxy(nsproxy, &mut s);
-            s.ns[NsKind::Pid.index()] = prev.ns[NsKind::Pid.index()];
-            s.ns[NsKind::User.index()] = prev.ns[NsKind::User.index()];
-        }
-        if cred_changed {
+        self.read_nsproxy(nsproxy, &mut s);
+        s.ns[NsKind::Pid.index()] = prev.ns[NsKind::Pid.index()];
+        s.ns[NsKind::User.index()] = prev.ns[NsKind::User.index()];
+        if cred_moved {
             read_cred(cred, &mut s);
         }
         s
     }
 
     /// The namespaces held by `struct nsproxy`; the pid and user slots (ABSENT there) read
-    /// as 0 and are filled by the callers. No branch on ABSENT in the loop: it would double
-    /// the verifier's paths per kind.
+    /// as 0 and are filled by the callers.
     #[inline(always)]
     fn read_nsproxy(self, nsproxy: u64, s: &mut TaskSnapshot) {
         let nsproxy_ns: [u32; NS_KINDS] = config!(offsets.nsproxy_ns);
@@ -130,7 +177,7 @@ impl Task {
         let mut k = 0;
         while k < NS_KINDS {
             let ns = read_ptr(nsproxy, nsproxy_ns[k]);
-            s.ns[k] = read::<u32>(ns, ns_inum[k]).unwrap_or(0);
+            s.ns[k] = read::<u32>(ns, ns_inum[k]);
             k += 1;
         }
     }
@@ -139,24 +186,24 @@ impl Task {
     #[inline(always)]
     fn read_pid_ns(self, s: &mut TaskSnapshot) {
         let pid = read_ptr(self.0, config!(offsets.task_thread_pid));
-        if let Some(level) = read::<u32>(pid, config!(offsets.pid_level)) {
-            let upid_size: u32 = config!(offsets.upid_size);
-            let numbers: u32 = config!(offsets.pid_numbers);
-            let upid_ns: u32 = config!(offsets.upid_ns);
-            if numbers != ABSENT && upid_size != ABSENT && upid_ns != ABSENT && level < 64 {
-                let pidns = read_ptr(pid, numbers + level * upid_size + upid_ns);
-                let ns_inum: u32 = config!(offsets.ns_inum[NsKind::Pid.index()]);
-                s.ns[NsKind::Pid.index()] = read::<u32>(pidns, ns_inum).unwrap_or(0);
-            }
+        // Masked rather than compared: the kernel caps pid namespace nesting at 32.
+        let level = read::<u32>(pid, config!(offsets.pid_level)) & 63;
+        let upid_size: u32 = config!(offsets.upid_size);
+        let numbers: u32 = config!(offsets.pid_numbers);
+        let upid_ns: u32 = config!(offsets.upid_ns);
+        if numbers != ABSENT && upid_size != ABSENT && upid_ns != ABSENT {
+            let pidns = read_ptr(pid, numbers + level * upid_size + upid_ns);
+            let ns_inum: u32 = config!(offsets.ns_inum[NsKind::Pid.index()]);
+            s.ns[NsKind::Pid.index()] = read::<u32>(pidns, ns_inum);
         }
     }
 
     #[inline(always)]
     pub fn comm(self, dst: &mut [u8; COMM_LEN]) {
-        *dst = read::<[u8; COMM_LEN]>(self.0, config!(offsets.task_comm)).unwrap_or([0; COMM_LEN]);
+        *dst = read::<[u8; COMM_LEN]>(self.0, config!(offsets.task_comm));
     }
 
-    /// The kernfs node of the task's cgroup in the configured hierarchy.
+    /// The kernfs node of the task's cgroup in the configured hierarchy (0 when unknown).
     #[inline(always)]
     fn cgroup_kn(self) -> u64 {
         let css_set = read_ptr(self.0, config!(offsets.task_cgroups));
@@ -174,60 +221,52 @@ impl Task {
         read_ptr(cgroup, config!(offsets.cgroup_kn))
     }
 
-    /// Leaf and parent names of the task's cgroup; false when it could not be resolved.
+    /// Leaf and parent names of the task's cgroup (empty when unknown). Returns 1 when the
+    /// cgroup was resolved, else 0.
     #[inline(always)]
-    pub fn cgroup_names(self, leaf: &mut [u8; CGROUP_NAME_LEN], parent: &mut [u8; CGROUP_PARENT_LEN]) -> bool {
+    pub fn cgroup_names(self, leaf: &mut [u8; CGROUP_NAME_LEN], parent: &mut [u8; CGROUP_PARENT_LEN]) -> u32 {
         let kn = self.cgroup_kn();
-        if kn == 0 {
-            leaf[0] = 0;
-            parent[0] = 0;
-            return false;
-        }
-        read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), leaf);
+        let name: u32 = config!(offsets.kernfs_node_name);
+        read_str(read_ptr(kn, name), leaf);
         let parent_kn = read_ptr(kn, config!(offsets.kernfs_node_parent));
-        read_str(read_ptr(parent_kn, config!(offsets.kernfs_node_name)), parent);
-        true
+        read_str(read_ptr(parent_kn, name), parent);
+        nonzero(kn) as u32
     }
 
     #[inline(always)]
     pub fn cgroup_leaf_has_container_id(self, buf: &mut [u8; CGROUP_NAME_LEN]) -> bool {
         let kn = self.cgroup_kn();
-        read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), buf) && cgroup_name_has_container_id(buf)
+        read_str(read_ptr(kn, config!(offsets.kernfs_node_name)), buf);
+        cgroup_name_has_container_id(buf)
     }
 
-    /// Walk `mm->exe_file->f_path.dentry` towards the root, leaf first. Returns true when the
-    /// path is deeper than the walk (the components are the last ones).
+    /// Walk `mm->exe_file->f_path.dentry` towards the root, leaf first. Returns 1 when the
+    /// path is deeper than the walk (the components are the last ones), else 0.
+    ///
+    /// Straight-line: past the root the walk goes on at address 0, where every read fails
+    /// and leaves an empty component.
     #[inline(always)]
-    pub fn exe_components(self, dst: &mut [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS]) -> bool {
-        let mut i = 0;
-        while i < EXE_COMPONENTS {
-            dst[i][0] = 0;
-            i += 1;
-        }
+    pub fn exe_components(self, dst: &mut [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS]) -> u32 {
         let mm = read_ptr(self.0, config!(offsets.task_mm));
         let file = read_ptr(mm, config!(offsets.mm_exe_file));
         let (f_path, path_dentry): (u32, u32) = (config!(offsets.file_f_path), config!(offsets.path_dentry));
-        if file == 0 || f_path == ABSENT || path_dentry == ABSENT {
-            return false;
-        }
-        let mut dentry = read_ptr(file, f_path + path_dentry);
         let (d_name, qstr_name, d_parent): (u32, u32, u32) =
             (config!(offsets.dentry_d_name), config!(offsets.qstr_name), config!(offsets.dentry_d_parent));
-        if d_name == ABSENT || qstr_name == ABSENT {
-            return false;
-        }
-        i = 0;
+        // Missing offsets (constants for the verifier) start the walk at address 0: all empty.
+        let complete = f_path != ABSENT && path_dentry != ABSENT && d_name != ABSENT && qstr_name != ABSENT;
+        let mut dentry = if complete { read_ptr(file, f_path + path_dentry) } else { 0 };
+        let name_off = if complete { d_name + qstr_name } else { ABSENT };
+        let mut i = 0;
         while i < EXE_COMPONENTS {
             let parent = read_ptr(dentry, d_parent);
-            if dentry == 0 || parent == 0 || parent == dentry {
-                return false; // reached the root of the filesystem
-            }
-            read_str(read_ptr(dentry, d_name + qstr_name), &mut dst[i]);
-            dentry = parent;
+            // The root's d_parent is itself; its name ("/") is not a component.
+            let keep = (nonzero(dentry) & nonzero(parent) & nonzero(parent ^ dentry)).wrapping_neg();
+            read_str(read_ptr(dentry & keep, name_off), &mut dst[i]);
+            dentry = parent & keep;
             i += 1;
         }
         let parent = read_ptr(dentry, d_parent);
-        !(dentry == 0 || parent == 0 || parent == dentry)
+        (nonzero(dentry) & nonzero(parent) & nonzero(parent ^ dentry)) as u32
     }
 }
 
@@ -246,11 +285,14 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
+    /// Branch-free like the readers: a null `file` yields zeros throughout.
     #[inline(always)]
     pub fn read(file: u64) -> FileInfo {
-        let f_path: u32 = config!(offsets.file_f_path);
-        let dentry = read_ptr(file, f_path.wrapping_add(config!(offsets.path_dentry)));
-        let vfsmount = read_ptr(file, f_path.wrapping_add(config!(offsets.path_mnt)));
+        let (f_path, path_dentry, path_mnt): (u32, u32, u32) =
+            (config!(offsets.file_f_path), config!(offsets.path_dentry), config!(offsets.path_mnt));
+        let complete = f_path != ABSENT && path_dentry != ABSENT && path_mnt != ABSENT;
+        let (dentry, vfsmount) =
+            if complete { (read_ptr(file, f_path + path_dentry), read_ptr(file, f_path + path_mnt)) } else { (0, 0) };
         let sb = read_ptr(dentry, config!(offsets.dentry_d_sb));
         let inode = read_ptr(dentry, config!(offsets.dentry_d_inode));
         FileInfo {
@@ -258,20 +300,33 @@ impl FileInfo {
             dentry,
             vfsmount,
             sb,
-            f_mode: read::<u32>(file, config!(offsets.file_f_mode)).unwrap_or(0),
-            i_mode: read::<u16>(inode, config!(offsets.inode_i_mode)).unwrap_or(0) as u32,
-            s_magic: read::<u64>(sb, config!(offsets.sb_s_magic)).unwrap_or(0),
+            f_mode: read::<u32>(file, config!(offsets.file_f_mode)),
+            i_mode: read::<u16>(inode, config!(offsets.inode_i_mode)) as u32,
+            s_magic: read::<u64>(sb, config!(offsets.sb_s_magic)),
         }
     }
 
     #[inline(always)]
     pub fn f_flags(&self) -> u32 {
-        read::<u32>(self.file, config!(offsets.file_f_flags)).unwrap_or(0)
+        read::<u32>(self.file, config!(offsets.file_f_flags))
     }
 
     #[inline(always)]
     pub fn s_dev(&self) -> u32 {
-        read::<u32>(self.sb, config!(offsets.sb_s_dev)).unwrap_or(0)
+        read::<u32>(self.sb, config!(offsets.sb_s_dev))
+    }
+
+    /// The directory holding the file, stepping to the mount point when the parent is the
+    /// root of the file's mount (a container's /dev is a tmpfs mounted on `dev`).
+    #[inline(always)]
+    pub fn parent_dir(&self) -> u64 {
+        let parent = dentry_parent(self.dentry);
+        let mount_mnt: u32 = config!(offsets.mount_mnt);
+        let root = read_ptr(self.vfsmount, config!(offsets.vfsmount_mnt_root));
+        // `struct mount` embeds the `struct vfsmount` the file points to.
+        let mount = if mount_mnt != ABSENT { self.vfsmount.wrapping_sub(mount_mnt as u64) } else { 0 };
+        let mountpoint = read_ptr(mount & nonzero(self.vfsmount).wrapping_neg(), config!(offsets.mount_mnt_mountpoint));
+        select(nonzero(root) & (nonzero(parent ^ root) ^ 1) & nonzero(mountpoint), mountpoint, parent)
     }
 }
 
@@ -279,9 +334,10 @@ impl FileInfo {
 /// compare against a table of names without a byte loop.
 #[inline(always)]
 pub fn dentry_name_words(dentry: u64) -> (u64, u64) {
-    let mut name = [0u8; 16];
     let (d_name, qstr_name): (u32, u32) = (config!(offsets.dentry_d_name), config!(offsets.qstr_name));
-    read_str(read_ptr(dentry, d_name.wrapping_add(qstr_name)), &mut name);
+    let name_off = if d_name != ABSENT && qstr_name != ABSENT { d_name + qstr_name } else { ABSENT };
+    let mut name = [0u8; 16];
+    read_str(read_ptr(dentry, name_off), &mut name);
     (
         u64::from_le_bytes([name[0], name[1], name[2], name[3], name[4], name[5], name[6], name[7]]),
         u64::from_le_bytes([name[8], name[9], name[10], name[11], name[12], name[13], name[14], name[15]]),
@@ -293,15 +349,15 @@ pub fn dentry_parent(dentry: u64) -> u64 {
     read_ptr(dentry, config!(offsets.dentry_d_parent))
 }
 
-/// Walk from `dentry` towards the root of the task's mount namespace, crossing mount points,
-/// leaf first. Returns true when the path is deeper than `dst` holds.
+/// Walk from `dentry` towards the root of the task's mount namespace, leaf first, one slot per
+/// step: a path component, or an empty slot where the walk crossed from a mount's root to its
+/// mount point. Returns 1 when the walk was cut short (more steps remained), else 0.
+///
+/// Straight-line like [`Task::exe_components`]: both possible next steps (up the dentry tree,
+/// or across to the parent mount) are read every time and the right one is selected with
+/// masks; once the walk ends it goes on at address 0, where every read yields zeros.
 #[inline(always)]
-pub fn path_components(vfsmount: u64, dentry: u64, dst: &mut [[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS]) -> bool {
-    let mut i = 0;
-    while i < EXE_COMPONENTS {
-        dst[i][0] = 0;
-        i += 1;
-    }
+pub fn path_components(vfsmount: u64, dentry: u64, dst: &mut [[u8; EXE_COMPONENT_LEN]; FILE_STEPS]) -> u32 {
     let (mount_mnt, mnt_parent, mnt_mountpoint, mnt_root): (u32, u32, u32, u32) = (
         config!(offsets.mount_mnt),
         config!(offsets.mount_mnt_parent),
@@ -310,61 +366,52 @@ pub fn path_components(vfsmount: u64, dentry: u64, dst: &mut [[u8; EXE_COMPONENT
     );
     let (d_name, qstr_name, d_parent): (u32, u32, u32) =
         (config!(offsets.dentry_d_name), config!(offsets.qstr_name), config!(offsets.dentry_d_parent));
-    if vfsmount == 0 || mount_mnt == ABSENT || mnt_root == ABSENT || d_name == ABSENT || qstr_name == ABSENT {
-        return false;
-    }
+    let complete = mount_mnt != ABSENT && d_name != ABSENT && qstr_name != ABSENT;
+    let name_off = if complete { d_name + qstr_name } else { ABSENT };
+    let mnt_off = if complete { mount_mnt as u64 } else { 0 };
+    let mut dentry = if complete { dentry } else { 0 };
     // `struct mount` embeds the `struct vfsmount` the file points to.
-    let mut mount = vfsmount - mount_mnt as u64;
+    let mut mount = vfsmount.wrapping_sub(mnt_off) & nonzero(vfsmount).wrapping_neg();
     let mut root = read_ptr(vfsmount, mnt_root);
-    let mut dentry = dentry;
-    let mut written = 0usize;
-    // Mount crossings do not write a component: allow a few more steps than components.
-    let mut step = 0;
-    while step < EXE_COMPONENTS + 4 {
-        if dentry == 0 {
-            return false;
-        }
-        if dentry == root {
-            let parent = read_ptr(mount, mnt_parent);
-            if parent == 0 || parent == mount {
-                return false; // the namespace's root mount
-            }
-            dentry = read_ptr(mount, mnt_mountpoint);
-            mount = parent;
-            root = read_ptr(mount + mount_mnt as u64, mnt_root);
-        } else {
-            let parent = read_ptr(dentry, d_parent);
-            if parent == 0 || parent == dentry {
-                return false; // the root of a filesystem that is not mounted here
-            }
-            if written >= EXE_COMPONENTS {
-                return true;
-            }
-            read_str(read_ptr(dentry, d_name + qstr_name), &mut dst[written]);
-            written += 1;
-            dentry = parent;
-        }
-        step += 1;
+    let mut i = 0;
+    while i < FILE_STEPS {
+        let alive = nonzero(dentry);
+        let at_mount_root = nonzero(dentry ^ root) ^ 1;
+        // Up the dentry tree: stops at a filesystem root that is not a mount's root.
+        let parent = read_ptr(dentry, d_parent);
+        let up = alive & (at_mount_root ^ 1) & nonzero(parent) & nonzero(parent ^ dentry);
+        // Across to the parent mount: stops at the namespace's root mount (its own parent).
+        let parent_mount = read_ptr(mount, mnt_parent);
+        let cross = alive & at_mount_root & nonzero(parent_mount) & nonzero(parent_mount ^ mount);
+        let mountpoint = read_ptr(mount, mnt_mountpoint);
+        read_str(read_ptr(dentry & up.wrapping_neg(), name_off), &mut dst[i]);
+        dentry = select(up, parent, select(cross, mountpoint, 0));
+        root = select(cross, read_ptr(parent_mount.wrapping_add(mnt_off), mnt_root), root);
+        mount = select(cross, parent_mount, mount);
+        i += 1;
     }
-    true
+    // Cut short when another step would still go up or across.
+    let alive = nonzero(dentry);
+    let at_mount_root = nonzero(dentry ^ root) ^ 1;
+    let parent = read_ptr(dentry, d_parent);
+    let parent_mount = read_ptr(mount, mnt_parent);
+    let up = alive & (at_mount_root ^ 1) & nonzero(parent) & nonzero(parent ^ dentry);
+    let cross = alive & at_mount_root & nonzero(parent_mount) & nonzero(parent_mount ^ mount);
+    (up | cross) as u32
 }
 
 impl Task {
     /// The `struct file *` behind descriptor `fd`, one the task just got or passed to a
-    /// syscall (so within the table: no bounds read on the hot path); 0 when unreadable.
+    /// syscall; 0 when unreadable or out of the table.
     #[inline(always)]
     pub fn fd_file(self, fd: u32) -> u64 {
         let files = read_ptr(self.0, config!(offsets.task_files));
         let fdt = read_ptr(files, config!(offsets.files_fdt));
-        let max_fds = read::<u32>(fdt, config!(offsets.fdtable_max_fds)).unwrap_or(0);
-        if fd >= max_fds {
-            return 0;
-        }
+        let max_fds = read::<u32>(fdt, config!(offsets.fdtable_max_fds));
         let fds = read_ptr(fdt, config!(offsets.fdtable_fd));
-        if fds == 0 {
-            return 0;
-        }
-        read_ptr(fds + fd as u64 * 8, 0)
+        // fd < max_fds as 0/1 (both below 2^32, so the difference's sign bit decides).
+        let in_table = ((fd as u64).wrapping_sub(max_fds as u64) >> 63) & nonzero(fds);
+        read_ptr(fds.wrapping_add(fd as u64 * 8) & in_table.wrapping_neg(), 0)
     }
 
     /// The argv block of the current program image (`mm->arg_start..arg_end`), NUL-separated;
@@ -374,20 +421,15 @@ impl Task {
         let mm = read_ptr(self.0, config!(offsets.task_mm));
         let start = read_ptr(mm, config!(offsets.mm_arg_start));
         let end = read_ptr(mm, config!(offsets.mm_arg_end));
-        if start == 0 || end <= start {
-            dst[0] = 0;
-            return 0;
-        }
-        let len = end - start;
+        // end > start as 0/1: user addresses are far below 2^63.
+        let len = end.wrapping_sub(start) & (start.wrapping_sub(end) >> 63).wrapping_neg();
         // Exactly the argv block (it sits at the top of the stack: a fixed-size read would
-        // fault past its end). The mask gives the verifier its bound.
-        let size = if len >= ARG_LEN as u64 { ARG_LEN as u32 } else { len as u32 & (ARG_LEN as u32 - 1) };
-        // SAFETY: bpf_probe_read_user tolerates any address; `size` <= dst.len().
+        // fault past its end); `min` with a constant gives the verifier its bound.
+        let size = len.min(ARG_LEN as u64) as u32;
+        dst[0] = 0;
+        // SAFETY: the helper accepts any source address and writes `size` <= dst.len() bytes
+        // (zeros when the read fails).
         let ret = unsafe { generated::bpf_probe_read_user(dst.as_mut_ptr().cast(), size, start as *const _) };
-        if ret != 0 {
-            dst[0] = 0;
-            return 0;
-        }
-        len
+        len & (nonzero(ret as u64) ^ 1).wrapping_neg()
     }
 }

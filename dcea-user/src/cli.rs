@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    monitor::{Mode, MonitorOptions, btf::VMLINUX_BTF},
+    monitor::{CommitCredsHook, Mode, MonitorOptions, btf::VMLINUX_BTF},
     output::Format,
     trust::cli::{StateDirArg, TrustCommand},
 };
@@ -81,6 +81,10 @@ pub struct KernelArgs {
     /// returns to user space.
     #[arg(long)]
     pub enforce: bool,
+    /// Which commit_creds hook to use for credential escalation and integrity: fentry, else
+    /// kprobe (auto); only one of them; or none.
+    #[arg(long, value_enum, env = "DCEA_COMMIT_CREDS", default_value_t = CommitCredsHook::Auto)]
+    pub commit_creds: CommitCredsHook,
     /// Tasks tracked in the kernel (least recently seen are forgotten first).
     #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u32).range(1024..=4_194_304))]
     pub max_tasks: u32,
@@ -141,6 +145,7 @@ impl KernelArgs {
             interval: None,
             state_dir: crate::trust::DEFAULT_STATE_DIR.into(),
             rules: crate::rules::LoadOptions::default(),
+            commit_creds: self.commit_creds,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::{
 use serde_json::Value;
 
 pub mod docker;
+pub mod task_map;
 
 /// True when the test may run; prints why not otherwise.
 pub fn require_root(test: &str) -> bool {
@@ -60,6 +61,13 @@ impl Received {
     pub fn field(&self, name: &str) -> &Value {
         &self.json["output_fields"][name]
     }
+}
+
+/// How long the agent may take to load: $DCEA_TEST_READY_SECS (the VM matrix raises it for
+/// emulated guests, where verification is ~10x slower), else 60 s.
+pub fn ready_timeout() -> Duration {
+    let secs = std::env::var("DCEA_TEST_READY_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    Duration::from_secs(secs)
 }
 
 /// A running `dcea monitor`.
@@ -112,8 +120,18 @@ impl Monitor {
             }
         });
         let mut m = Monitor { child, alerts, stderr, stderr_lines: Vec::new() };
-        m.wait_stderr("dcea: ready", Duration::from_secs(60));
+        m.wait_stderr("dcea: ready", ready_timeout());
         m
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The start-up report line `dcea: <key>: <value>` (e.g. "commit_creds hook").
+    pub fn report_value(&self, key: &str) -> Option<String> {
+        let prefix = format!("dcea: {key}: ");
+        self.stderr_lines.iter().find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
     }
 
     /// Wait for a stderr line containing `needle`; panics with everything seen on timeout.

@@ -27,6 +27,29 @@ fn probe_reports_every_program_and_the_commit_creds_fallback() {
         assert_eq!(stderr.matches("commit_creds hook unavailable").count(), 1, "{stderr}");
     }
     assert_eq!(report["host_namespaces"]["ns"][1], 0xEFFF_FFFCu32);
+    let features = report["features"].as_array().expect("features");
+    let feature = |name: &str| features.iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("{name}"));
+    let integrity = if commit_creds == "unavailable" { "partial" } else { "on" };
+    assert_eq!(feature("credential integrity")["status"], integrity);
+    assert_eq!(feature("namespace transitions")["status"], "on");
+
+    // The kernel matrix (cargo xtask vm-test) states what must load on each kernel.
+    if let Ok(expect) = std::env::var("DCEA_EXPECT_PROGRAMS") {
+        for pair in expect.split(',').filter(|p| !p.is_empty()) {
+            let (name, status) = pair.split_once('=').unwrap_or_else(|| panic!("DCEA_EXPECT_PROGRAMS entry {pair}"));
+            let p = programs.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(p["status"], status, "{name}: {p}");
+        }
+    }
+    if let Ok(expect) = std::env::var("DCEA_EXPECT_COMMIT_CREDS") {
+        assert_eq!(commit_creds, expect, "commit_creds hook on this kernel");
+    }
+    if let Ok(expect) = std::env::var("DCEA_EXPECT_FEATURES") {
+        for pair in expect.split(',').filter(|p| !p.is_empty()) {
+            let (name, status) = pair.split_once('=').unwrap_or_else(|| panic!("DCEA_EXPECT_FEATURES entry {pair}"));
+            assert_eq!(feature(name)["status"], status, "feature {name}");
+        }
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use dcea_common::{NS_KINDS, NsKind, changed_mask};
+use dcea_common::{NS_KINDS, NsKind, changed_mask, flags};
 use serde_json::{Value, json};
 
 use crate::{
@@ -20,6 +20,20 @@ use crate::{
 pub const RULE_ESCAPE: &str = "Container escape into host namespace";
 pub const RULE_TAMPERED: &str = "Namespaces changed outside namespace syscalls";
 pub const RULE_CRED_ESCALATION: &str = "Container process gained privileges";
+pub const RULE_CRED_TAMPERED: &str = "Credentials changed outside commit_creds";
+
+/// The `flags::CRED_*` bits by name, as alerts list them.
+pub fn cred_tamper_names(how: u32) -> Vec<&'static str> {
+    [
+        (flags::CRED_REPLACED, "real_cred replaced"),
+        (flags::CRED_IN_PLACE, "ids written in place"),
+        (flags::CRED_SUBJECTIVE, "cred differs from real_cred"),
+    ]
+    .iter()
+    .filter(|(bit, _)| how & bit != 0)
+    .map(|&(_, name)| name)
+    .collect()
+}
 
 /// Everything alert building needs that does not change while dcea runs.
 #[derive(Clone)]
@@ -101,8 +115,11 @@ pub struct Observation {
     /// Namespaces before (kernel: before the syscall; /proc: the trusted ones) and after.
     pub from: [u32; NS_KINDS],
     pub to: [u32; NS_KINDS],
-    /// euid before and after (credential alerts).
+    /// Credentials before and after; read only for the kernel's credential verdicts (the
+    /// /proc paths leave them 0 and never produce those).
+    pub uid: (u32, u32),
     pub euid: (u32, u32),
+    pub caps: (u64, u64),
 }
 
 pub fn kinds(mask: u32) -> Vec<&'static str> {
@@ -213,6 +230,31 @@ pub fn build_alert(
                     obs.euid.0,
                     obs.euid.1,
                     if gained_caps != 0 { format!(", gained capabilities {gained_caps:#x}") } else { String::new() },
+                ),
+            )
+        }
+        Verdict::CredTampered { how } => {
+            f.insert("dcea.cred.tampered".into(), json!(cred_tamper_names(how)));
+            f.insert("dcea.cred.uid.from".into(), json!(obs.uid.0));
+            f.insert("dcea.cred.uid.to".into(), json!(obs.uid.1));
+            f.insert("dcea.cred.euid.from".into(), json!(obs.euid.0));
+            f.insert("dcea.cred.euid.to".into(), json!(obs.euid.1));
+            f.insert("dcea.cred.caps.from".into(), json!(format!("{:#x}", obs.caps.0)));
+            f.insert("dcea.cred.caps.to".into(), json!(format!("{:#x}", obs.caps.1)));
+            (
+                RULE_CRED_TAMPERED,
+                Priority::Critical,
+                vec!["kernel_exploit", "credentials", "mitre_privilege_escalation", "T1068"],
+                format!(
+                    "Credentials of {who} changed without commit_creds (noticed at {}): {}; uid {}->{} euid {}->{} caps {:#x}->{:#x}",
+                    hook.unwrap_or("?"),
+                    cred_tamper_names(how).join(", "),
+                    obs.uid.0,
+                    obs.uid.1,
+                    obs.euid.0,
+                    obs.euid.1,
+                    obs.caps.0,
+                    obs.caps.1,
                 ),
             )
         }

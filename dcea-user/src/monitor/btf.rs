@@ -120,6 +120,7 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<Offsets, Error> {
     o.task_real_parent = need("task_struct", &["real_parent"])?;
     o.task_nsproxy = need("task_struct", &["nsproxy"])?;
     o.task_cred = need("task_struct", &["cred"])?;
+    o.task_real_cred = need("task_struct", &["real_cred"])?;
     o.task_thread_pid = need("task_struct", &["thread_pid"])?;
     o.task_cgroups = opt("task_struct", &["cgroups"]);
     o.task_mm = opt("task_struct", &["mm"]);

@@ -1,6 +1,6 @@
 //! Ring-buffer records to [`Event`]s.
 
-use dcea_common::{EVENT_SIZE, EXE_COMPONENT_LEN, EXE_COMPONENTS, Event, EventKind, Hook, flags};
+use dcea_common::{EVENT_SIZE, EXE_COMPONENT_LEN, Event, EventKind, Hook, flags};
 
 use crate::sys::c_bytes_to_string;
 
@@ -34,13 +34,15 @@ pub fn exe_path(ev: &Event) -> Option<String> {
 }
 
 /// "/a/b/c" from leaf-first path components ("…/" in front when the kernel's walk was cut).
-pub fn components_path(components: &[[u8; EXE_COMPONENT_LEN]; EXE_COMPONENTS], truncated: bool) -> Option<String> {
-    let parts: Vec<String> = components.iter().map(|c| c_bytes_to_string(c)).take_while(|c| !c.is_empty()).collect();
+/// Empty slots are skipped: the kernel's walk leaves one where it crossed a mount point, and
+/// fills the rest of the array with them.
+pub fn components_path<const N: usize>(components: &[[u8; EXE_COMPONENT_LEN]; N], truncated: bool) -> Option<String> {
+    let parts: Vec<String> = components.iter().map(|c| c_bytes_to_string(c)).filter(|c| !c.is_empty()).collect();
     if parts.is_empty() {
         return None;
     }
     let mut path = String::new();
-    if truncated && parts.len() == EXE_COMPONENTS {
+    if truncated {
         path.push('…');
     }
     for p in parts.iter().rev() {
@@ -67,6 +69,8 @@ pub fn cgroup_path_of(leaf: &[u8], parent: &[u8]) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use dcea_common::EXE_COMPONENTS;
+
     use super::*;
 
     pub(crate) fn zeroed() -> Event {

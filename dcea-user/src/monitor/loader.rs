@@ -1,13 +1,13 @@
 //! Load the kernel programs with this kernel's offsets and attach them from the shared table.
 
-use std::{fs, path::Path};
+use std::{fs, path::Path, time::Instant};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
     programs::{BtfTracePoint, FEntry, KProbe, TracePoint},
 };
 use dcea_common::{
-    CGROUP_DFL, KernelConfig, names,
+    ABSENT, CGROUP_DFL, KernelConfig, NsKind, Offsets, names,
     programs::{self, Attach, ProgramSpec},
 };
 use serde::Serialize;
@@ -27,9 +27,26 @@ pub struct ProgramStatus {
     pub name: &'static str,
     pub attach: String,
     pub capability: &'static str,
-    /// "attached", "failed" or "skipped".
+    /// "attached", "failed" (detail: why) or "skipped" (detail: a preferred alternative is
+    /// attached, or --commit-creds excluded it).
     pub status: &'static str,
     #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// Instructions the verifier processed (kernels 5.16+): how close the program is to the
+    /// verifier's limit (1M) on this kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_insns: Option<u32>,
+    /// Wall time of load (verification) and attach.
+    pub load_ms: u64,
+}
+
+/// One capability of the agent on this kernel, as derived from what loaded and what the
+/// kernel's BTF has.
+#[derive(Debug, Clone, Serialize)]
+pub struct Feature {
+    pub name: &'static str,
+    /// "on", "partial" or "off".
+    pub status: &'static str,
     pub detail: String,
 }
 
@@ -46,6 +63,7 @@ pub struct StartupReport {
     pub programs: Vec<ProgramStatus>,
     /// Which commit_creds hook runs: "fentry", "kprobe" or "unavailable".
     pub commit_creds: &'static str,
+    pub features: Vec<Feature>,
 }
 
 impl StartupReport {
@@ -63,12 +81,25 @@ impl StartupReport {
         ));
         for p in &self.programs {
             s.push_str(&format!("dcea: program {:<22} {:<40} {}", p.name, p.attach, p.status));
+            let mut notes = Vec::new();
             if !p.detail.is_empty() {
-                s.push_str(&format!(" ({})", p.detail));
+                notes.push(p.detail.clone());
+            }
+            if let Some(n) = p.verified_insns {
+                notes.push(format!("{n} insns verified"));
+            }
+            if p.status != "skipped" {
+                notes.push(format!("{} ms", p.load_ms));
+            }
+            if !notes.is_empty() {
+                s.push_str(&format!(" ({})", notes.join(", ")));
             }
             s.push('\n');
         }
         s.push_str(&format!("dcea: commit_creds hook: {}\n", self.commit_creds));
+        for f in &self.features {
+            s.push_str(&format!("dcea: feature {:<34} {:<8} {}\n", f.name, f.status, f.detail));
+        }
         s.push_str(&format!(
             "dcea: enforce: {}\n",
             if self.enforce { "on (escaping tasks are killed)" } else { "off (alert only)" }
@@ -77,11 +108,46 @@ impl StartupReport {
     }
 }
 
+/// Which commit_creds hook the agent may use (`--commit-creds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitCredsHook {
+    /// fentry, else kprobe.
+    Auto,
+    /// fentry only.
+    Fentry,
+    /// kprobe only (e.g. to exercise the fallback, or where fentry misbehaves).
+    Kprobe,
+    /// Neither: no credential-escalation reports, partial credential integrity.
+    Off,
+}
+
+impl CommitCredsHook {
+    fn allows(self, attach: &Attach) -> bool {
+        match self {
+            CommitCredsHook::Auto => true,
+            CommitCredsHook::Fentry => matches!(attach, Attach::FEntry { .. }),
+            CommitCredsHook::Kprobe => matches!(attach, Attach::KProbe { .. }),
+            CommitCredsHook::Off => false,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CommitCredsHook::Auto => "auto",
+            CommitCredsHook::Fentry => "fentry",
+            CommitCredsHook::Kprobe => "kprobe",
+            CommitCredsHook::Off => "off",
+        }
+    }
+}
+
 pub struct LoadOptions<'a> {
     pub btf_path: &'a Path,
     pub host: HostNamespaces,
     pub enforce: bool,
     pub max_tasks: u32,
+    pub commit_creds: CommitCredsHook,
 }
 
 pub struct Loaded {
@@ -117,33 +183,53 @@ fn describe(attach: &Attach) -> String {
     }
 }
 
-/// Load and attach one program; Err(stage, reason) on failure.
-fn attach_one(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: &Btf) -> Result<(), (&'static str, String)> {
+/// Load and attach one program; Err(stage, reason) on failure (a program that loaded but
+/// could not attach is unloaded again). Ok: the instructions the verifier processed (kernels
+/// 5.16+), a measure of how close the program is to the verifier's limit on this kernel.
+fn attach_one(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: &Btf) -> Result<Option<u32>, (&'static str, String)> {
     let prog = ebpf.program_mut(spec.name).ok_or(("find", "not in the eBPF object".to_string()))?;
     let e = |stage: &'static str| move |err: aya::programs::ProgramError| (stage, err.to_string());
-    match spec.attach {
+    let verified = |info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>| {
+        info.ok().and_then(|i| i.verified_instruction_count())
+    };
+    Ok(match spec.attach {
         Attach::TracePoint { category, name } => {
             let p: &mut TracePoint = prog.try_into().map_err(e("load"))?;
             p.load().map_err(e("load"))?;
-            p.attach(category, name).map_err(e("attach"))?;
+            if let Err(err) = p.attach(category, name) {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
         }
         Attach::BtfTracePoint { event } => {
             let p: &mut BtfTracePoint = prog.try_into().map_err(e("load"))?;
             p.load(event, btf).map_err(e("load"))?;
-            p.attach().map_err(e("attach"))?;
+            if let Err(err) = p.attach() {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
         }
         Attach::FEntry { function } => {
             let p: &mut FEntry = prog.try_into().map_err(e("load"))?;
             p.load(function, btf).map_err(e("load"))?;
-            p.attach().map_err(e("attach"))?;
+            if let Err(err) = p.attach() {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
         }
         Attach::KProbe { function } => {
             let p: &mut KProbe = prog.try_into().map_err(e("load"))?;
             p.load().map_err(e("load"))?;
-            p.attach(function, 0).map_err(e("attach"))?;
+            if let Err(err) = p.attach(function, 0) {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
         }
-    }
-    Ok(())
+    })
 }
 
 pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
@@ -166,7 +252,6 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         agent_tgid: std::process::id(),
         enforce: u32::from(opts.enforce),
         cgroup_subsys,
-        _pad: 0,
     };
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
@@ -177,7 +262,8 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
 
     let mut statuses = Vec::new();
     for spec in programs::required() {
-        attach_one(&mut ebpf, spec, &btf).map_err(|(stage, reason)| Error::Program {
+        let started = Instant::now();
+        let verified_insns = attach_one(&mut ebpf, spec, &btf).map_err(|(stage, reason)| Error::Program {
             program: spec.name.to_string(),
             stage,
             reason,
@@ -188,63 +274,79 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
             capability: spec.capability,
             status: "attached",
             detail: String::new(),
+            verified_insns,
+            load_ms: started.elapsed().as_millis() as u64,
         });
     }
 
     // commit_creds: fentry, else kprobe, else say so once and go on.
     let mut commit_creds = "unavailable";
     for spec in &programs::COMMIT_CREDS {
-        let status = if commit_creds != "unavailable" {
-            ProgramStatus {
-                name: spec.name,
-                attach: describe(&spec.attach),
-                capability: spec.capability,
-                status: "skipped",
-                detail: format!("{commit_creds} is attached"),
-            }
+        let started = Instant::now();
+        let mut status = ProgramStatus {
+            name: spec.name,
+            attach: describe(&spec.attach),
+            capability: spec.capability,
+            status: "skipped",
+            detail: String::new(),
+            verified_insns: None,
+            load_ms: 0,
+        };
+        if commit_creds != "unavailable" {
+            status.detail = format!("{commit_creds} is attached");
+        } else if !opts.commit_creds.allows(&spec.attach) {
+            status.detail = format!("--commit-creds {}", opts.commit_creds.name());
         } else {
             match attach_one(&mut ebpf, spec, &btf) {
-                Ok(()) => {
+                Ok(verified_insns) => {
                     commit_creds = match spec.attach {
                         Attach::FEntry { .. } => "fentry",
                         _ => "kprobe",
                     };
-                    ProgramStatus {
-                        name: spec.name,
-                        attach: describe(&spec.attach),
-                        capability: spec.capability,
-                        status: "attached",
-                        detail: String::new(),
-                    }
+                    status.status = "attached";
+                    status.verified_insns = verified_insns;
                 }
-                Err((stage, reason)) => ProgramStatus {
-                    name: spec.name,
-                    attach: describe(&spec.attach),
-                    capability: spec.capability,
-                    status: "failed",
-                    detail: explain(spec, stage, &reason),
-                },
+                Err((stage, reason)) => {
+                    status.status = "failed";
+                    status.detail = explain(spec, stage, &reason);
+                }
             }
-        };
+            status.load_ms = started.elapsed().as_millis() as u64;
+        }
         statuses.push(status);
+    }
+    if commit_creds != "unavailable" {
+        // From now on every legitimate credential change is seen: the kernel's integrity
+        // checks apply to tasks (re)synchronised after this write.
+        let mut runtime: aya::maps::Array<_, u32> = ebpf
+            .map_mut(names::RUNTIME_MAP)
+            .ok_or_else(|| Error::Load(format!("map {} missing", names::RUNTIME_MAP)))
+            .and_then(|m| aya::maps::Array::try_from(m).map_err(|e| Error::Load(e.to_string())))?;
+        runtime.set(0, dcea_common::runtime::COMMIT_CREDS_HOOK, 0).map_err(|e| Error::Load(e.to_string()))?;
     }
     // Behaviour hooks: each is optional; a missing one costs only the rules that need it.
     let mut behaviour_missing = Vec::new();
     for spec in &programs::BEHAVIOUR {
-        let (status, detail) = match attach_one(&mut ebpf, spec, &btf) {
-            Ok(()) => ("attached", String::new()),
-            Err((stage, reason)) => {
-                behaviour_missing.push(spec.name);
-                ("failed", explain(spec, stage, &reason))
-            }
-        };
-        statuses.push(ProgramStatus {
+        let started = Instant::now();
+        let mut status = ProgramStatus {
             name: spec.name,
             attach: describe(&spec.attach),
             capability: spec.capability,
-            status,
-            detail,
-        });
+            status: "attached",
+            detail: String::new(),
+            verified_insns: None,
+            load_ms: 0,
+        };
+        match attach_one(&mut ebpf, spec, &btf) {
+            Ok(verified_insns) => status.verified_insns = verified_insns,
+            Err((stage, reason)) => {
+                behaviour_missing.push(spec.name);
+                status.status = "failed";
+                status.detail = explain(spec, stage, &reason);
+            }
+        }
+        status.load_ms = started.elapsed().as_millis() as u64;
+        statuses.push(status);
     }
     if !behaviour_missing.is_empty() {
         tracing::warn!(
@@ -252,7 +354,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
             behaviour_missing.join(", ")
         );
     }
-    if commit_creds == "unavailable" {
+    if commit_creds == "unavailable" && opts.commit_creds != CommitCredsHook::Off {
         let why: Vec<String> = statuses
             .iter()
             .filter(|s| s.capability == "credential changes")
@@ -273,6 +375,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         host_namespaces: opts.host,
         cgroup_hierarchy: cgroup_desc,
         enforce: opts.enforce,
+        features: features(&offsets, commit_creds, &behaviour_missing),
         programs: statuses,
         commit_creds,
     };
@@ -293,5 +396,145 @@ fn explain(spec: &ProgramSpec, stage: &str, reason: &str) -> String {
             format!("this kernel has no tracepoint {category}:{name} (the syscall is not built in, e.g. CONFIG_MODULES off)")
         }
         _ => format!("{stage}: {first}"),
+    }
+}
+
+/// What works on this kernel, from the resolved offsets, the commit_creds hook and the
+/// behaviour hooks that did not attach. Optional kernel structure members that are missing
+/// turn a feature off here instead of failing.
+pub fn features(o: &Offsets, commit_creds: &str, behaviour_missing: &[&str]) -> Vec<Feature> {
+    let have = |offs: &[u32]| offs.iter().all(|&x| x != ABSENT);
+    let on_off = |ok: bool| if ok { "on" } else { "off" };
+    let time = o.nsproxy_ns[NsKind::Time.index()] != ABSENT && o.ns_inum[NsKind::Time.index()] != ABSENT;
+    let cgroup = o.task_cgroups != ABSENT
+        && (o.css_set_dfl_cgrp != ABSENT || have(&[o.css_set_subsys, o.css_cgroup]))
+        && have(&[o.cgroup_kn, o.kernfs_node_name]);
+    let exe = have(&[
+        o.task_mm,
+        o.mm_exe_file,
+        o.file_f_path,
+        o.path_dentry,
+        o.dentry_d_name,
+        o.qstr_name,
+        o.dentry_d_parent,
+    ]);
+    let hook = commit_creds != "unavailable";
+    let files = have(&[
+        o.task_files,
+        o.files_fdt,
+        o.fdtable_fd,
+        o.fdtable_max_fds,
+        o.file_f_path,
+        o.file_f_mode,
+        o.path_dentry,
+        o.path_mnt,
+        o.dentry_d_sb,
+        o.dentry_d_inode,
+        o.sb_s_magic,
+        o.mount_mnt,
+        o.vfsmount_mnt_root,
+    ]);
+    let behaviour = match (behaviour_missing.len(), files) {
+        (0, true) => ("on", String::new()),
+        (n, _) if n == programs::BEHAVIOUR.len() => ("off", "no behaviour hook attached".to_string()),
+        (_, files) => {
+            let mut why = Vec::new();
+            if !behaviour_missing.is_empty() {
+                why.push(format!("not attached: {}", behaviour_missing.join(", ")));
+            }
+            if !files {
+                why.push("file/mount members missing from BTF: opened files are not judged".to_string());
+            }
+            ("partial", why.join("; "))
+        }
+    };
+    vec![
+        Feature {
+            name: "namespace transitions",
+            status: "on",
+            detail: "setns/unshare/clone/clone3/mount family/exec/fork/exit".into(),
+        },
+        Feature {
+            name: "time namespace",
+            status: on_off(time),
+            detail: if time { String::new() } else { "struct nsproxy has no time_ns (kernel < 5.6)".into() },
+        },
+        Feature {
+            name: "container attribution in the kernel",
+            status: on_off(cgroup),
+            detail: if cgroup {
+                String::new()
+            } else {
+                "cgroup/kernfs members missing from BTF: attributed from /proc".into()
+            },
+        },
+        Feature {
+            name: "executable path in the kernel",
+            status: on_off(exe),
+            detail: if exe { String::new() } else { "mm/file/dentry members missing from BTF: read from /proc".into() },
+        },
+        Feature {
+            name: "credential escalation",
+            status: on_off(hook),
+            detail: if hook { format!("commit_creds {commit_creds}") } else { "no commit_creds hook".into() },
+        },
+        Feature {
+            name: "credential integrity",
+            status: if hook { "on" } else { "partial" },
+            detail: if hook {
+                "real_cred replaced, ids written in place, cred != real_cred at syscall entry".into()
+            } else {
+                "cred != real_cred at syscall entry only (needs the commit_creds hook for the rest)".into()
+            },
+        },
+        Feature { name: "behaviour rules", status: behaviour.0, detail: behaviour.1 },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status<'a>(features: &'a [Feature], name: &str) -> &'a str {
+        features.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name}")).status
+    }
+
+    #[test]
+    fn missing_optional_members_turn_features_off_not_the_agent() {
+        // A kernel without time namespaces, cgroup names or exe paths in BTF (e.g. 5.4-era).
+        let mut o = Offsets::absent();
+        o.nsproxy_ns[NsKind::Mnt.index()] = 8;
+        let f = features(&o, "unavailable", &[]);
+        assert_eq!(status(&f, "namespace transitions"), "on");
+        assert_eq!(status(&f, "time namespace"), "off");
+        assert!(f.iter().any(|x| x.detail.contains("kernel < 5.6")));
+        assert_eq!(status(&f, "container attribution in the kernel"), "off");
+        assert_eq!(status(&f, "executable path in the kernel"), "off");
+        assert_eq!(status(&f, "credential escalation"), "off");
+        assert_eq!(status(&f, "credential integrity"), "partial");
+        // File members missing: behaviour rules run, opened files are not judged.
+        assert_eq!(status(&f, "behaviour rules"), "partial");
+        let all: Vec<&str> = programs::BEHAVIOUR.iter().map(|p| p.name).collect();
+        assert_eq!(status(&features(&o, "unavailable", &all), "behaviour rules"), "off");
+
+        o.nsproxy_ns[NsKind::Time.index()] = 48;
+        o.ns_inum[NsKind::Time.index()] = 16;
+        (o.task_cgroups, o.css_set_dfl_cgrp, o.cgroup_kn, o.kernfs_node_name) = (1, 2, 3, 4);
+        let f = features(&o, "kprobe", &[]);
+        assert_eq!(status(&f, "time namespace"), "on");
+        assert_eq!(status(&f, "container attribution in the kernel"), "on");
+        assert_eq!(status(&f, "credential escalation"), "on");
+        assert!(f.iter().any(|x| x.detail == "commit_creds kprobe"));
+        assert_eq!(status(&f, "credential integrity"), "on");
+    }
+
+    #[test]
+    fn commit_creds_choice() {
+        let fentry = Attach::FEntry { function: "commit_creds" };
+        let kprobe = Attach::KProbe { function: "commit_creds" };
+        assert!(CommitCredsHook::Auto.allows(&fentry) && CommitCredsHook::Auto.allows(&kprobe));
+        assert!(CommitCredsHook::Kprobe.allows(&kprobe) && !CommitCredsHook::Kprobe.allows(&fentry));
+        assert!(CommitCredsHook::Fentry.allows(&fentry) && !CommitCredsHook::Fentry.allows(&kprobe));
+        assert!(!CommitCredsHook::Off.allows(&fentry) && !CommitCredsHook::Off.allows(&kprobe));
     }
 }

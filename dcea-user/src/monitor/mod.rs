@@ -24,7 +24,7 @@ use tokio::{
     sync::mpsc::UnboundedReceiver,
 };
 
-pub use loader::{StartupReport, ebpf_object_embedded};
+pub use loader::{CommitCredsHook, Feature, ProgramStatus, StartupReport, ebpf_object_embedded};
 pub use pipeline::{AlertContext, Pipeline};
 
 use crate::{
@@ -62,6 +62,7 @@ pub struct MonitorOptions {
     pub state_dir: PathBuf,
     /// Where behaviour rules come from (reloaded on SIGHUP).
     pub rules: crate::rules::LoadOptions,
+    pub commit_creds: CommitCredsHook,
 }
 
 /// Trust passes beside the kernel programs are a safety net (escapes before dcea started,
@@ -72,7 +73,13 @@ const SAVE_EVERY: Duration = Duration::from_secs(10);
 
 impl MonitorOptions {
     fn load_options(&self, host: HostNamespaces) -> loader::LoadOptions<'_> {
-        loader::LoadOptions { btf_path: &self.btf_path, host, enforce: self.enforce, max_tasks: self.max_tasks }
+        loader::LoadOptions {
+            btf_path: &self.btf_path,
+            host,
+            enforce: self.enforce,
+            max_tasks: self.max_tasks,
+            commit_creds: self.commit_creds,
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::fs;
 
 use dcea_common::{Event, EventKind, Hook, entered_host_mask, flags};
 
-pub use super::alert::{AlertContext, RULE_CRED_ESCALATION, RULE_ESCAPE, RULE_TAMPERED};
+pub use super::alert::{AlertContext, RULE_CRED_ESCALATION, RULE_CRED_TAMPERED, RULE_ESCAPE, RULE_TAMPERED};
 use super::{
     alert::{self, DetectedBy, Observation, ProcessInfo, SyscallFacts},
     behaviour::{DecodedBehaviour, decode_behaviour, record_kind},
@@ -204,7 +204,9 @@ pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &P
         killed: ev.flags & flags::KILLED != 0,
         from: ev.old.ns,
         to: ev.new.ns,
+        uid: (ev.old.uid, ev.new.uid),
         euid: (ev.old.euid, ev.new.euid),
+        caps: (ev.old.cap_effective, ev.new.cap_effective),
     };
     let proc = ProcessInfo {
         pid: ev.tgid,
@@ -317,6 +319,32 @@ mod tests {
         assert_eq!(f["k8s.pod.name"], "web-0");
         assert_eq!(f["container.labels"]["io.kubernetes.pod.name"], "web-0");
         assert!(alert.output.contains("container web (3f4e5d6c7b8a, docker, image nginx:1.25)"), "{}", alert.output);
+    }
+
+    #[test]
+    fn credential_tampering_record_becomes_a_critical_alert() {
+        let mut p = pipeline();
+        let host = p.ctx.host.ns;
+        let mut ev = zeroed();
+        ev.kind = EventKind::Transition as u32;
+        ev.hook = Hook::Unshare as u32;
+        ev.pid = 77;
+        ev.tgid = 77;
+        ev.flags = flags::AT_ENTRY | flags::CRED_REPLACED | flags::CGROUP_RESOLVED;
+        ev.old = TaskSnapshot { ns: host, uid: 1000, euid: 1000, ..Default::default() };
+        ev.new = TaskSnapshot { ns: host, uid: 0, euid: 0, cap_effective: 0x1ff_ffff_ffff, ..Default::default() };
+        put(&mut ev.comm, "exploit");
+        let alert = p.process(&bytes_of(&ev)).expect("tamper alert");
+        assert_eq!(alert.rule, RULE_CRED_TAMPERED);
+        assert_eq!(alert.priority, Priority::Critical);
+        let f = &alert.output_fields;
+        assert_eq!(f["dcea.cred.tampered"], json!(["real_cred replaced"]));
+        assert_eq!(f["dcea.cred.euid.from"], 1000);
+        assert_eq!(f["dcea.cred.euid.to"], 0);
+        assert_eq!(f["dcea.cred.caps.to"], "0x1ffffffffff");
+        assert_eq!(f["container.id"], "host");
+        assert!(alert.output.contains("changed without commit_creds (noticed at unshare)"), "{}", alert.output);
+        assert!(alert.tags.iter().any(|t| t == "kernel_exploit"));
     }
 
     #[test]

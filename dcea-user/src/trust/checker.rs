@@ -839,7 +839,9 @@ impl TrustChecker {
                 killed,
                 from: v.trusted,
                 to: v.current,
+                uid: (0, 0),
                 euid: (0, 0),
+                caps: (0, 0),
             };
             let verdict = Verdict::Escape { entered: v.entered, unexplained: false };
             alerts.push(build_alert(verdict, &obs, &proc, Some(&v.container), &self.ctx));

@@ -1,7 +1,7 @@
 //! What a kernel event means. Pure: the same inputs always give the same verdict.
 
 use dcea_common::{
-    Event, EventKind, Hook, cgroup_name_has_container_id, changed_mask, entered_host_mask, is_containerised,
+    Event, EventKind, Hook, cgroup_name_has_container_id, changed_mask, entered_host_mask, flags, is_containerised,
 };
 
 use super::HostNamespaces;
@@ -14,6 +14,10 @@ pub enum Verdict {
     Tampered { changed: u32 },
     /// commit_creds raised a containerised task's uid or capabilities.
     CredEscalation { gained_root: bool, gained_caps: u64 },
+    /// A task's credentials changed outside commit_creds (`how`: the `flags::CRED_*` bits):
+    /// its cred pointer was replaced, the ids behind it were written, or `task->cred` no
+    /// longer matches `task->real_cred` at syscall entry. Any task: host processes too.
+    CredTampered { how: u32 },
     /// Legitimate work: runtimes setting up containers, `docker exec`, nsenter from the host
     /// into a container, a container making its own nested namespaces.
     Benign,
@@ -26,15 +30,21 @@ pub fn classify(ev: &Event, host: &HostNamespaces, in_container: bool) -> Verdic
         Some(EventKind::Transition) => {
             let changed = changed_mask(&ev.old, &ev.new);
             let hook = Hook::from_u32(ev.hook);
-            let unexplained = match hook {
-                Some(h) => changed & !dcea_common::legit_change_mask(h) != 0,
-                None => true,
-            };
+            // Seen at a syscall's entry, no change can be that syscall's doing.
+            let at_entry = ev.flags & flags::AT_ENTRY != 0;
+            let unexplained = at_entry
+                || match hook {
+                    Some(h) => changed & !dcea_common::legit_change_mask(h) != 0,
+                    None => true,
+                };
             let entered = entered_host_mask(&ev.old, &ev.new, &host.ns);
+            let tampered_creds = ev.flags & flags::CRED_TAMPERED;
             if entered != 0 && is_containerised(&ev.old, &host.ns, container) {
                 Verdict::Escape { entered, unexplained }
             } else if unexplained && changed != 0 {
                 Verdict::Tampered { changed }
+            } else if tampered_creds != 0 {
+                Verdict::CredTampered { how: tampered_creds }
             } else {
                 Verdict::Benign
             }
@@ -55,7 +65,7 @@ pub fn classify(ev: &Event, host: &HostNamespaces, in_container: bool) -> Verdic
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dcea_common::{NS_KINDS, NsKind, TaskSnapshot, flags};
+    use dcea_common::{NS_KINDS, NsKind, TaskSnapshot};
 
     fn host() -> HostNamespaces {
         let mut ns = HostNamespaces::fixed();
@@ -191,6 +201,18 @@ mod tests {
                 want: Verdict::Tampered { changed: NsKind::Net.bit() },
             },
             Case {
+                what: "nsproxy swapped before a namespace syscall: seen at its entry, not its doing",
+                ev: event(EventKind::Transition, Hook::Unshare, h.ns, with(h.ns, &[NsKind::Uts], c), flags::AT_ENTRY),
+                in_container: false,
+                want: Verdict::Tampered { changed: NsKind::Uts.bit() },
+            },
+            Case {
+                what: "the same change at the syscall's exit is the syscall's doing",
+                ev: event(EventKind::Transition, Hook::Unshare, h.ns, with(h.ns, &[NsKind::Uts], c), 0),
+                in_container: false,
+                want: Verdict::Benign,
+            },
+            Case {
                 what: "exec into time_for_children is legitimate",
                 ev: event(EventKind::Transition, Hook::Exec, c, with(c, &[NsKind::Time], [4026539000; NS_KINDS]), 0),
                 in_container: false,
@@ -223,5 +245,30 @@ mod tests {
         drop.old.euid = 0;
         drop.new.euid = 1000;
         assert_eq!(classify(&drop, &h, false), Verdict::Benign, "dropping privileges");
+    }
+
+    #[test]
+    fn cred_tampering_on_any_task_and_namespace_verdicts_first() {
+        let h = host();
+        for how in [flags::CRED_REPLACED, flags::CRED_IN_PLACE, flags::CRED_SUBJECTIVE] {
+            let mut ev = event(EventKind::Transition, Hook::Unshare, h.ns, h.ns, flags::AT_ENTRY | how);
+            ev.old.euid = 1000;
+            assert_eq!(classify(&ev, &h, false), Verdict::CredTampered { how }, "host task, {how:#x}");
+            let ev = event(EventKind::Transition, Hook::Exec, container_ns(), container_ns(), how | CONTAINER);
+            assert_eq!(classify(&ev, &h, false), Verdict::CredTampered { how }, "container task, {how:#x}");
+        }
+        // The exploit that swaps both: the escape is the alert (it carries the cred flags).
+        let c = container_ns();
+        let ev = event(
+            EventKind::Transition,
+            Hook::Unshare,
+            c,
+            with(c, &[NsKind::Mnt], h.ns),
+            flags::AT_ENTRY | flags::CRED_REPLACED,
+        );
+        assert_eq!(classify(&ev, &h, false), Verdict::Escape { entered: NsKind::Mnt.bit(), unexplained: true });
+        // No flag, no change: nothing.
+        let ev = event(EventKind::Transition, Hook::Unshare, c, c, flags::AT_ENTRY);
+        assert_eq!(classify(&ev, &h, false), Verdict::Benign);
     }
 }

@@ -1,13 +1,22 @@
-//! Does one namespace operation the way an escaping process would, for the end-to-end tests.
+//! Does one namespace or credential operation the way the end-to-end tests need it.
 //!
-//! Also the behaviours the rules look for that busybox cannot do: `connect-unix`,
-//! `ptrace-attach`, `bpf-prog-load`, `finit-module` (run inside a test container with the
-//! host's libraries mounted).
-//!
-//! `dcea-test-helper fake-container-escape <pid> <kind,kind,…> [linger_ms]` makes a fake
-//! container and, from inside it, enters the namespaces of host process `<pid>` with ONE
-//! setns(pidfd, flags) call (kernel 5.8+). Prints `pid=<escaping pid>` and
-//! `after_ns=<CLOCK_MONOTONIC when setns returned>`.
+//! - `fake-container-escape <pid> <kind,kind,…> [linger_ms]` makes a fake container and, from
+//!   inside it, enters the namespaces of host process `<pid>` with ONE setns(pidfd, flags) call
+//!   (kernel 5.8+). Prints `pid=<escaping pid>` and `after_ns=<CLOCK_MONOTONIC after setns>`.
+//! - `creds-dance <host|container>`: a process (in a fake container: new pid, mnt, uts, ipc, net
+//!   namespaces) drops to uid 1000 keeping saved uid 0, then takes euid 0 back with
+//!   setresuid(0,0,0) — two commit_creds, the second a root gain. Prints `pid=<that process>`.
+//! - `wait-then-unshare <host|container>`: a process that is tracked (forked), prints
+//!   `pid=<pid>` and `ready`, waits for a line on stdin, then makes one namespace syscall
+//!   (`unshare(0)`, a no-op) and exits: the point where the agent checks the task against its
+//!   record.
+//! - `run-as <uid> <host|container> <program> [args…]`: run a program as `uid` (groups
+//!   dropped), in a fake container or not. Prints `pid=<pid>`, exits with its status.
+//! - `su-like [program args…]`: what `su` does after its setuid-root exec: take uid 0 fully
+//!   (setresuid(0,0,0)), drop supplementary groups, then exec the program. Prints `ids=r/e/s`.
+//! - `connect-unix <socket>`, `ptrace-attach <pid>`, `bpf-prog-load`, `finit-module <file>`,
+//!   `open <file> read|write`, `open-loop <file> <count>`: the behaviours the rules look for that busybox cannot do (run
+//!   inside a test container with the host's libraries mounted), and the open benchmark.
 use std::{process::ExitCode, time::Duration};
 
 use dcea_user::sys::monotonic_ns;
@@ -105,6 +114,12 @@ fn bpf_prog_load() -> Result<u8, String> {
         log_buf: u64,
         kern_version: u32,
     }
+    // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK, shared by every root process
+    // (the agent's maps included) and answered with EPERM when exceeded. Best effort: a
+    // container without CAP_SYS_RESOURCE keeps its limit.
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: a valid rlimit.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
     let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
     let license = b"GPL\0";
     let attr = ProgLoad {
@@ -135,6 +150,18 @@ fn finit_module(file: &str) -> Result<u8, String> {
     Ok(0)
 }
 
+/// open(2) of `file` for reading or writing (no O_CREAT, no O_TRUNC: nothing is written), then
+/// close(2). The open is what the behaviour hooks judge.
+fn open_file(file: &str, mode: &str) -> Result<u8, String> {
+    let mut options = std::fs::OpenOptions::new();
+    match mode {
+        "read" => options.read(true),
+        "write" => options.write(true),
+        other => return Err(format!("open mode {other}: read or write")),
+    };
+    options.open(file).map(|_| 0).map_err(|e| format!("open {file} for {mode}: {e}"))
+}
+
 /// open(2)+close(2) of `file` `count` times; prints the rate (the container-workload benchmark).
 fn open_loop(file: &str, count: u64) -> Result<u8, String> {
     let path = std::ffi::CString::new(file).map_err(|e| e.to_string())?;
@@ -157,7 +184,133 @@ const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <k
        dcea-test-helper ptrace-attach <pid>
        dcea-test-helper bpf-prog-load
        dcea-test-helper finit-module <file>
-       dcea-test-helper open-loop <file> <count>";
+       dcea-test-helper open <file> read|write
+       dcea-test-helper open-loop <file> <count>
+       dcea-test-helper creds-dance|wait-then-unshare host|container
+       dcea-test-helper run-as <uid> host|container <program> [args...]
+       dcea-test-helper su-like [program args...]";
+
+fn errno(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// Enter a fresh fake container (new pid, mnt, uts, ipc and net namespaces) when asked; the
+/// next fork() lands in the new pid namespace.
+fn maybe_containerise(place: &str) -> Result<(), String> {
+    match place {
+        "host" => Ok(()),
+        "container" => {
+            let new =
+                libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWPID;
+            // SAFETY: plain syscall.
+            if unsafe { libc::unshare(new) } != 0 { Err(errno("unshare")) } else { Ok(()) }
+        }
+        other => Err(format!("expected host or container, got {other}")),
+    }
+}
+
+/// fork(); the child runs `child` and exits with its code; the parent prints the child's pid
+/// (as the host sees it), waits, and returns the child's exit code (re-raising its signal).
+fn fork_child(child: impl FnOnce() -> Result<u8, String>) -> Result<u8, String> {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: the helper is single-threaded; the child only makes syscalls and exits.
+    match unsafe { libc::fork() } {
+        -1 => Err(errno("fork")),
+        0 => {
+            let code = child().unwrap_or_else(|e| {
+                eprintln!("{e}");
+                2
+            });
+            let _ = std::io::stdout().flush();
+            // SAFETY: leaving the child without running the parent's destructors.
+            unsafe { libc::_exit(code as i32) }
+        }
+        pid => {
+            println!("pid={pid}");
+            let _ = std::io::stdout().flush();
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if libc::WIFSIGNALED(status) {
+                return Err(format!("child killed by signal {}", libc::WTERMSIG(status)));
+            }
+            Ok(libc::WEXITSTATUS(status) as u8)
+        }
+    }
+}
+
+fn setresuid(r: u32, e: u32, s: u32) -> Result<(), String> {
+    // SAFETY: plain syscall.
+    if unsafe { libc::setresuid(r, e, s) } != 0 { Err(errno(&format!("setresuid({r},{e},{s})"))) } else { Ok(()) }
+}
+
+fn creds_dance(place: &str) -> Result<u8, String> {
+    maybe_containerise(place)?;
+    fork_child(|| {
+        setresuid(1000, 1000, 0)?;
+        // Give the agent's hooks a namespace syscall to see the task at uid 1000 too.
+        // SAFETY: unshare(0) changes nothing.
+        unsafe { libc::unshare(0) };
+        setresuid(0, 0, 0)?;
+        Ok(0)
+    })
+}
+
+fn wait_then_unshare(place: &str) -> Result<u8, String> {
+    maybe_containerise(place)?;
+    fork_child(|| {
+        // Printed from user space: the child has left fork's syscall-exit hook, and makes no
+        // hooked syscall until unshare below.
+        println!("ready");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| format!("reading stdin: {e}"))?;
+        // SAFETY: unshare(0) changes nothing; its entry hook compares the task with its record.
+        if unsafe { libc::unshare(0) } != 0 {
+            return Err(errno("unshare(0)"));
+        }
+        Ok(0)
+    })
+}
+
+fn exec(program: &str, args: &[String]) -> String {
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(program).args(args).exec();
+    format!("exec {program}: {err}")
+}
+
+fn run_as(uid: u32, place: &str, program: &str, args: &[String]) -> Result<u8, String> {
+    maybe_containerise(place)?;
+    fork_child(|| {
+        // SAFETY: plain syscalls.
+        unsafe {
+            if libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(errno("setgroups"));
+            }
+            if libc::setresgid(uid, uid, uid) != 0 {
+                return Err(errno("setresgid"));
+            }
+        }
+        setresuid(uid, uid, uid)?;
+        Err(exec(program, args))
+    })
+}
+
+fn su_like(args: &[String]) -> Result<u8, String> {
+    // SAFETY: plain syscalls.
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
+    println!("ids={r}/{e}/{s}");
+    setresuid(0, 0, 0)?;
+    // SAFETY: plain syscall.
+    if unsafe { libc::setgroups(0, std::ptr::null()) } != 0 {
+        return Err(errno("setgroups"));
+    }
+    match args.split_first() {
+        Some((program, rest)) => Err(exec(program, rest)),
+        None => Ok(0),
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -176,9 +329,17 @@ fn main() -> ExitCode {
         }
         (Some("bpf-prog-load"), None, None) => bpf_prog_load(),
         (Some("finit-module"), Some(file), None) => finit_module(file),
+        (Some("open"), Some(file), Some(mode)) => open_file(file, mode),
         (Some("open-loop"), Some(file), Some(count)) => {
             count.parse().map_err(|e| format!("count {count}: {e}")).and_then(|n| open_loop(file, n))
         }
+        (Some("creds-dance"), place, _) => creds_dance(place.unwrap_or("")),
+        (Some("wait-then-unshare"), place, _) => wait_then_unshare(place.unwrap_or("")),
+        (Some("run-as"), Some(uid), Some(place)) if args.len() > 4 => match uid.parse::<u32>() {
+            Ok(uid) => run_as(uid, place, &args[4], &args[5..]),
+            Err(e) => Err(format!("uid {uid}: {e}")),
+        },
+        (Some("su-like"), _, _) => su_like(&args[2..]),
         _ => Err(USAGE.into()),
     };
     match result {

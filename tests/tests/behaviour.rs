@@ -1,0 +1,192 @@
+//! The behaviour hooks and rules without a container engine, so that they run on every kernel
+//! of the matrix (`cargo xtask vm-test`) as well as on the host.
+//!
+//! The "container" is a cgroup whose leaf name carries a 64-hex-digit id, the way runtimes
+//! name theirs (`docker-<id>.scope`): a process moves itself there between fork and exec, and
+//! the kernel program at exec recognises it as containerised, exactly as it recognises a
+//! `--pid=host --net=host` container. Each behaviour is done for real by that process, and the
+//! same behaviour by a host process is the negative.
+
+use std::{
+    fs,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use dcea_tests::{HostAnchor, Monitor, Received, helper_bin, require_root};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+
+fn fs_magic(path: &Path) -> Option<i64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a valid path and a statfs buffer.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st.f_type as i64)
+}
+
+/// The hierarchy dcea names containers by (the agent's own choice, see the loader): the v2 tree
+/// on unified hosts, else the first of these v1 controllers that is mounted.
+fn container_hierarchy() -> Option<PathBuf> {
+    if fs_magic(Path::new(CGROUP_ROOT)) == Some(CGROUP2_SUPER_MAGIC) {
+        return Some(CGROUP_ROOT.into());
+    }
+    ["pids", "memory", "cpu", "devices", "freezer", "blkio"]
+        .iter()
+        .map(|c| Path::new(CGROUP_ROOT).join(c))
+        .find(|p| fs_magic(p) == Some(CGROUP_SUPER_MAGIC))
+}
+
+/// A cgroup named like a container's; removed (with its parent) on drop.
+struct FakeContainer {
+    id: String,
+    parent: PathBuf,
+    leaf: PathBuf,
+}
+
+impl FakeContainer {
+    /// None (after printing SKIP) when no cgroup hierarchy dcea uses is mounted.
+    fn create(test: &str) -> Option<FakeContainer> {
+        let Some(hierarchy) = container_hierarchy() else {
+            eprintln!(
+                "SKIP {test}: neither cgroup v2 nor a v1 pids/memory/cpu/devices/freezer/blkio hierarchy under {CGROUP_ROOT}"
+            );
+            return None;
+        };
+        let pid = std::process::id();
+        // Unique per test process; "dcea" are hex digits too.
+        let id = format!("dcea{:060x}", (u64::from(pid) << 8) | 0xbe);
+        let parent = hierarchy.join(format!("dcea-test-{pid}"));
+        let leaf = parent.join(format!("docker-{id}.scope"));
+        fs::create_dir_all(&leaf).unwrap_or_else(|e| panic!("mkdir {}: {e}", leaf.display()));
+        Some(FakeContainer { id, parent, leaf })
+    }
+
+    /// Run `program args` inside: the child joins the cgroup before exec.
+    fn run(&self, program: &Path, args: &[&str]) -> std::process::Output {
+        let procs = std::ffi::CString::new(self.leaf.join("cgroup.procs").into_os_string().into_encoded_bytes())
+            .expect("cgroup path");
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        // SAFETY: between fork and exec only open/write/close on a path prepared before the
+        // fork (no allocation: the harness has other threads).
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap_or_else(|e| panic!("run {} in the fake container: {e}", program.display()));
+        assert!(
+            out.status.success(),
+            "{} {args:?} in the fake container: {}\n{}{}",
+            program.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        // Every process we ran inside has exited; a cgroup without processes can be removed.
+        let _ = fs::remove_dir(&self.leaf);
+        let _ = fs::remove_dir(&self.parent);
+    }
+}
+
+fn run_on_host(program: &Path, args: &[&str]) {
+    let out = Command::new(program).args(args).output().expect("spawn");
+    assert!(out.status.success(), "{} {args:?} on the host: {}", program.display(), out.status);
+}
+
+/// The first alert of `rule` about container `id` within 5 s; every other alert read before
+/// it goes to `log`.
+fn expect_rule(monitor: &mut Monitor, log: &mut Vec<Received>, rule: &str, id: &str) -> Received {
+    let (hit, seen) = monitor.wait_for(Duration::from_secs(5), |a| a.rule() == rule && a.field("container.id") == id);
+    log.extend(seen);
+    hit.unwrap_or_else(|| {
+        panic!("no '{rule}' alert for container {id}; got {:#?}", log.iter().map(|a| &a.raw).collect::<Vec<_>>())
+    })
+}
+
+/// Opens, a runtime socket, ptrace, bpf and mknod done in the fake container raise their
+/// rules with the file the kernel resolved; the same opens on the host raise nothing.
+#[test]
+fn behaviour_rules_fire_in_a_fake_container() {
+    const TEST: &str = "behaviour_rules_fire_in_a_fake_container";
+    if !require_root(TEST) {
+        return;
+    }
+    let Some(container) = FakeContainer::create(TEST) else { return };
+    let id = container.id.clone();
+    let helper = helper_bin();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    // The matrix guests boot an initramfs without an /etc/shadow.
+    if !Path::new("/etc/shadow").exists() {
+        fs::write("/etc/shadow", "root:*:19000:0:99999:7:::\n").expect("create /etc/shadow");
+    }
+    let mut monitor = Monitor::start(&[]);
+    let mut log = Vec::new();
+
+    // Negative first: a host process reading /etc/shadow is not a container.
+    run_on_host(&helper, &["open", "/etc/shadow", "read"]);
+
+    // A relative path through a symlink: the kernel judges the file it opened.
+    let link = scratch.path().join("innocent");
+    std::os::unix::fs::symlink("/etc/shadow", &link).expect("symlink");
+    container.run(&helper, &["open", link.to_str().unwrap(), "read"]);
+    let alert = expect_rule(&mut monitor, &mut log, "Credential file opened in a container", &id);
+    assert_eq!(alert.field("fd.name"), "/etc/shadow", "{}", alert.raw);
+    assert_eq!(alert.field("proc.name"), "dcea-test-helpe", "{}", alert.raw);
+
+    // The path walk crosses the procfs mount: /proc/sys/kernel/core_pattern comes out whole.
+    // Opened for writing, nothing written.
+    container.run(&helper, &["open", "/proc/sys/kernel/core_pattern", "write"]);
+    let alert = expect_rule(&mut monitor, &mut log, "Kernel core_pattern written", &id);
+    assert_eq!(alert.field("fd.name"), "/proc/sys/kernel/core_pattern", "{}", alert.raw);
+
+    // A socket named like Docker's.
+    let socket = scratch.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    container.run(&helper, &["connect-unix", socket.to_str().unwrap()]);
+    drop(listener);
+    let alert = expect_rule(&mut monitor, &mut log, "Container runtime socket connected from a container", &id);
+    assert_eq!(alert.field("fd.name"), socket.to_str().unwrap(), "{}", alert.raw);
+
+    // ptrace of a host process.
+    let anchor = HostAnchor::start();
+    container.run(&helper, &["ptrace-attach", &anchor.pid().to_string()]);
+    let alert = expect_rule(&mut monitor, &mut log, "Process outside the container traced", &id);
+    assert_eq!(alert.field("evt.arg.pid"), u64::from(anchor.pid()), "{}", alert.raw);
+
+    container.run(&helper, &["bpf-prog-load"]);
+    expect_rule(&mut monitor, &mut log, "BPF syscall from a container", &id);
+
+    let node = scratch.path().join("sda");
+    container.run(Path::new("/bin/mknod"), &[node.to_str().unwrap(), "b", "8", "0"]);
+    let alert = expect_rule(&mut monitor, &mut log, "Device node created in a container", &id);
+    assert_eq!(alert.field("fd.name"), node.to_str().unwrap(), "{}", alert.raw);
+
+    log.extend(monitor.collect(Duration::from_millis(500)));
+    let stopped = monitor.stop().join("\n");
+    assert!(stopped.contains("0 decode errors"), "{stopped}");
+    let host_shadow: Vec<&Received> = log
+        .iter()
+        .filter(|a| a.rule() == "Credential file opened in a container" && a.field("container.id") != id.as_str())
+        .collect();
+    assert!(host_shadow.is_empty(), "a host process is not a container: {host_shadow:#?}");
+}
