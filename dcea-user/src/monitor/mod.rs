@@ -172,6 +172,12 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     if !crate::sys::is_root() {
         return Err(Error::NotRoot);
     }
+    // Before anything that leaves state behind: a stop signal that arrives while the programs
+    // load or the first pass runs is handled once dcea is ready (the trust table is saved),
+    // instead of killing it half-way.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("installing SIGHUP handler", e))?;
     let host = HostNamespaces::detect(opts.host_ns_pid)?;
     // A ruleset that does not load is an error at start (fix it with `dcea rules validate`);
     // on SIGHUP the last good one stays.
@@ -239,9 +245,6 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         first.elapsed_us as f64 / 1000.0
     );
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("installing SIGHUP handler", e))?;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     // The kernel wakes us at once only for possible alerts; everything else is read here.
     let mut drain = tokio::time::interval(DRAIN_INTERVAL);
