@@ -270,6 +270,21 @@ pub const CGROUP_PARENT_LEN: usize = 64;
 /// Bytes of one ring-buffer record (the wire size userspace checks before reading).
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
 
+/// The fields every ring-buffer record starts with, in this order: [`Event`] and [`Behaviour`]
+/// both begin with this layout (pinned by a test), so the kernel fills it in one place.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RecordHeader {
+    pub kind: u32,
+    pub hook: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub flags: u32,
+    pub ktime_ns: u64,
+    pub ret: i64,
+}
+
 /// One ring-buffer record. Which namespaces changed, which entered the host's and whether the
 /// hook could legitimately change them is derived in userspace from `old`, `new` and `hook`
 /// (the kernel does not compute masks: their branches multiply the verifier's states).

@@ -109,6 +109,20 @@ mod tests {
         assert_eq!(offset_of!(TaskSnapshot, uid), 36);
         assert_eq!(offset_of!(TaskSnapshot, cap_effective), 48);
         assert_eq!(size_of::<TaskState>(), 88);
+        // Both record kinds start with RecordHeader.
+        assert_eq!(size_of::<RecordHeader>(), 40);
+        for (header, event, behaviour) in [
+            (offset_of!(RecordHeader, kind), offset_of!(Event, kind), offset_of!(Behaviour, kind)),
+            (offset_of!(RecordHeader, hook), offset_of!(Event, hook), offset_of!(Behaviour, hook)),
+            (offset_of!(RecordHeader, pid), offset_of!(Event, pid), offset_of!(Behaviour, pid)),
+            (offset_of!(RecordHeader, tgid), offset_of!(Event, tgid), offset_of!(Behaviour, tgid)),
+            (offset_of!(RecordHeader, ppid), offset_of!(Event, ppid), offset_of!(Behaviour, ppid)),
+            (offset_of!(RecordHeader, flags), offset_of!(Event, flags), offset_of!(Behaviour, flags)),
+            (offset_of!(RecordHeader, ktime_ns), offset_of!(Event, ktime_ns), offset_of!(Behaviour, ktime_ns)),
+            (offset_of!(RecordHeader, ret), offset_of!(Event, ret), offset_of!(Behaviour, ret)),
+        ] {
+            assert_eq!((header, header), (event, behaviour));
+        }
         assert_eq!(offset_of!(Event, ktime_ns), 24);
         assert_eq!(offset_of!(Event, ret), 32);
         assert_eq!(offset_of!(Event, old), 40);

@@ -8,12 +8,13 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns, generated},
+    helpers::{bpf_get_current_task, generated},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use dcea_common::{
-    Behaviour, EventKind, Hook, NsKind, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState, arg, flags, stats,
+    Behaviour, EventKind, Hook, NsKind, RecordHeader, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState, arg, flags,
+    stats,
 };
 
 use crate::{
@@ -107,14 +108,8 @@ fn emit<F: FnOnce(&mut Behaviour)>(
     // memset: the verifier would walk it byte by byte); strings are NUL-terminated.
     unsafe {
         let ev = &mut *entry.as_mut_ptr();
-        ev.kind = EventKind::Behaviour as u32;
-        ev.hook = hook as u32;
-        ev.pid = task.pid();
-        ev.tgid = task.tgid();
-        let parent = task.parent();
-        ev.ppid = parent.tgid();
-        ev.ktime_ns = bpf_ktime_get_ns();
-        ev.ret = ret;
+        let header = &mut *(ev as *mut Behaviour).cast::<RecordHeader>();
+        let parent = crate::fill_header(header, EventKind::Behaviour, hook, task, ret);
         ev.args = args;
         ev.snap = *snap;
         task.comm(&mut ev.comm);

@@ -20,9 +20,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 use dcea_common::{
-    ALL_NS_MASK, Event, EventKind, Hook, KernelConfig, TASK_CONTAINER, TASK_CRED_COMMITTED, TASK_CRED_TAMPER_REPORTED,
-    TASK_CREDS_TRACKED, TASK_EXECED, TASK_REPORTED, TaskSnapshot, TaskState, cgroup_name_has_container_id, enters_host,
-    flags, is_containerised, legit_change_mask, runtime, stats,
+    ALL_NS_MASK, Event, EventKind, Hook, KernelConfig, RecordHeader, TASK_CONTAINER, TASK_CRED_COMMITTED,
+    TASK_CRED_TAMPER_REPORTED, TASK_CREDS_TRACKED, TASK_EXECED, TASK_REPORTED, TaskSnapshot, TaskState,
+    cgroup_name_has_container_id, enters_host, flags, is_containerised, legit_change_mask, runtime, stats,
 };
 
 use crate::task::{Task, config, cred_ids, read_cred};
@@ -219,14 +219,7 @@ fn emit(
     // memset: it becomes a byte loop the verifier walks once per state.
     let urgent = unsafe {
         let ev = &mut *ev;
-        ev.kind = kind as u32;
-        ev.hook = hook as u32;
-        ev.pid = task.pid();
-        ev.tgid = task.tgid();
-        let parent = task.parent();
-        ev.ppid = parent.tgid();
-        ev.ktime_ns = bpf_ktime_get_ns();
-        ev.ret = ret;
+        let parent = fill_header(&mut *(ev as *mut Event).cast::<RecordHeader>(), kind, hook, task, ret);
         ev.old = *old;
         ev.new = *new;
         task.comm(&mut ev.comm);
@@ -268,6 +261,21 @@ fn emit(
     entry.submit(wakeup_flags(urgent));
     count(stats::EMITTED);
     true
+}
+
+/// Fill the header both record kinds start with (all but `flags`); returns the task's parent.
+#[inline(always)]
+fn fill_header(h: &mut RecordHeader, kind: EventKind, hook: Hook, task: Task, ret: i64) -> Task {
+    h.kind = kind as u32;
+    h.hook = hook as u32;
+    h.pid = task.pid();
+    h.tgid = task.tgid();
+    let parent = task.parent();
+    h.ppid = parent.tgid();
+    // SAFETY: a helper without arguments.
+    h.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    h.ret = ret;
+    parent
 }
 
 /// Wake the agent for an urgent record, or when the ring is half full; everything else waits

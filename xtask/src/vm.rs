@@ -21,6 +21,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use dcea_common::programs;
 
 use crate::{cargo, status, which};
 
@@ -302,20 +303,19 @@ fn test_executables(root: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// Per-kernel expectations for the guest's probe test (tests/tests/cli.rs reads them).
 fn guest_env(spec: &KernelSpec) -> String {
-    let mut programs: Vec<String> = Vec::new();
-    for name in REQUIRED_PROGRAMS {
-        programs.push(format!("{name}=attached"));
+    let mut expected: Vec<String> = Vec::new();
+    // Every namespace and behaviour program verifies and attaches on the matrix kernels
+    // (Debian's have module support, so init_module/finit_module exist).
+    for program in programs::required().chain(programs::BEHAVIOUR.iter()) {
+        expected.push(format!("{}=attached", program.name));
     }
     let (fentry, kprobe) = match spec.expect_commit_creds {
         "fentry" => ("attached", "skipped"),
         "kprobe" => ("failed", "attached"),
         _ => ("failed", "failed"),
     };
-    for name in BEHAVIOUR_PROGRAMS {
-        programs.push(format!("{name}=attached"));
-    }
-    programs.push(format!("commit_creds_fentry={fentry}"));
-    programs.push(format!("commit_creds_kprobe={kprobe}"));
+    expected.push(format!("commit_creds_fentry={fentry}"));
+    expected.push(format!("commit_creds_kprobe={kprobe}"));
     let features = [
         "namespace transitions=on",
         "time namespace=on",
@@ -329,50 +329,10 @@ fn guest_env(spec: &KernelSpec) -> String {
         "export DCEA_BIN=/dcea/dcea\nexport DCEA_TEST_READY_SECS=600\nexport RUST_BACKTRACE=1\n\
          export DCEA_EXPECT_COMMIT_CREDS='{}'\nexport DCEA_EXPECT_PROGRAMS='{}'\nexport DCEA_EXPECT_FEATURES='{}'\n",
         spec.expect_commit_creds,
-        programs.join(","),
+        expected.join(","),
         features.join(",")
     )
 }
-
-/// dcea_common::programs::required(), by name (the xtask does not link the ABI crate).
-const REQUIRED_PROGRAMS: [&str; 19] = [
-    "sys_enter_setns",
-    "sys_exit_setns",
-    "sys_enter_unshare",
-    "sys_exit_unshare",
-    "sys_enter_clone",
-    "sys_exit_clone",
-    "sys_enter_clone3",
-    "sys_exit_clone3",
-    "sys_enter_mount",
-    "sys_exit_mount",
-    "sys_enter_move_mount",
-    "sys_exit_move_mount",
-    "sys_enter_fsmount",
-    "sys_exit_fsmount",
-    "sys_enter_open_tree",
-    "sys_exit_open_tree",
-    "sched_process_exec",
-    "sched_process_exit",
-    "sched_process_fork",
-];
-
-/// dcea_common::programs::BEHAVIOUR, by name: all of them verify and attach on the matrix
-/// kernels (Debian's have module support, so init_module/finit_module exist).
-const BEHAVIOUR_PROGRAMS: [&str; 12] = [
-    "sys_exit_open",
-    "sys_exit_openat",
-    "sys_exit_openat2",
-    "sys_enter_connect",
-    "sys_enter_init_module",
-    "sys_enter_finit_module",
-    "sys_enter_ptrace",
-    "sys_enter_mknod",
-    "sys_enter_mknodat",
-    "sys_enter_bpf",
-    "sys_enter_chroot",
-    "sys_enter_pivot_root",
-];
 
 /// The guest's init (busybox sh). Every result is one `@@DCEA-TEST` line the host parses.
 const INIT: &str = r#"#!/bin/busybox sh

@@ -40,6 +40,20 @@ pub struct ProgramStatus {
     pub load_ms: u64,
 }
 
+impl ProgramStatus {
+    fn new(spec: &ProgramSpec, status: &'static str) -> ProgramStatus {
+        ProgramStatus {
+            name: spec.name,
+            attach: describe(&spec.attach),
+            capability: spec.capability,
+            status,
+            detail: String::new(),
+            verified_insns: None,
+            load_ms: 0,
+        }
+    }
+}
+
 /// One capability of the agent on this kernel, as derived from what loaded and what the
 /// kernel's BTF has.
 #[derive(Debug, Clone, Serialize)]
@@ -269,13 +283,9 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
             reason,
         })?;
         statuses.push(ProgramStatus {
-            name: spec.name,
-            attach: describe(&spec.attach),
-            capability: spec.capability,
-            status: "attached",
-            detail: String::new(),
             verified_insns,
             load_ms: started.elapsed().as_millis() as u64,
+            ..ProgramStatus::new(spec, "attached")
         });
     }
 
@@ -283,15 +293,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
     let mut commit_creds = "unavailable";
     for spec in &programs::COMMIT_CREDS {
         let started = Instant::now();
-        let mut status = ProgramStatus {
-            name: spec.name,
-            attach: describe(&spec.attach),
-            capability: spec.capability,
-            status: "skipped",
-            detail: String::new(),
-            verified_insns: None,
-            load_ms: 0,
-        };
+        let mut status = ProgramStatus::new(spec, "skipped");
         if commit_creds != "unavailable" {
             status.detail = format!("{commit_creds} is attached");
         } else if !opts.commit_creds.allows(&spec.attach) {
@@ -328,15 +330,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
     let mut behaviour_missing = Vec::new();
     for spec in &programs::BEHAVIOUR {
         let started = Instant::now();
-        let mut status = ProgramStatus {
-            name: spec.name,
-            attach: describe(&spec.attach),
-            capability: spec.capability,
-            status: "attached",
-            detail: String::new(),
-            verified_insns: None,
-            load_ms: 0,
-        };
+        let mut status = ProgramStatus::new(spec, "attached");
         match attach_one(&mut ebpf, spec, &btf) {
             Ok(verified_insns) => status.verified_insns = verified_insns,
             Err((stage, reason)) => {
