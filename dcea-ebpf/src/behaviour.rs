@@ -19,7 +19,7 @@ use dcea_common::{
 
 use crate::{
     DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
-    task::{FileInfo, Task, config, dentry_name_words, nonzero, path_components, read_str, read_user_str},
+    task::{FileInfo, Task, config, dentry_name, nonzero, path_components, read_name_words, read_str, read_user_str},
 };
 
 /// 1 when the snapshot's PID namespace is known and not the host's, else 0, without a branch.
@@ -155,7 +155,7 @@ const S_IFBLK: u32 = 0o060000;
 const S_IFCHR: u32 = 0o020000;
 const O_CREAT: u64 = 0o100;
 
-/// A name as the two words [`dentry_name_words`] produces (first 16 bytes, zero-padded; a
+/// A name as the two words [`read_name_words`] produces (first 16 bytes, zero-padded; a
 /// longer name is cut to 15 bytes and a NUL by the kernel's string copy).
 const fn name_words(name: &[u8]) -> (u64, u64) {
     let mut b = [0u8; 16];
@@ -197,6 +197,7 @@ const CGROUP_ESCAPE_NAMES: [(u64, u64); 2] = [name_words(b"release_agent"), name
 const SENSITIVE_DIRS: [(u64, u64); 3] = [name_words(b".ssh"), name_words(b"pam.d"), name_words(b"sudoers.d")];
 
 const DEV: (u64, u64) = name_words(b"dev");
+const FS_ROOT: (u64, u64) = name_words(b"/");
 
 #[inline(always)]
 fn in_table<const N: usize>(words: (u64, u64), table: &[(u64, u64); N]) -> bool {
@@ -210,27 +211,38 @@ fn in_table<const N: usize>(words: (u64, u64), table: &[(u64, u64); N]) -> bool 
 }
 
 #[inline(always)]
-fn open_is_interesting(info: &FileInfo, created: bool) -> bool {
+fn open_is_interesting(info: &FileInfo) -> bool {
     let m = info.s_magic;
-    let write = info.f_mode & FMODE_WRITE != 0;
     if m == DEBUGFS_MAGIC || m == TRACEFS_MAGIC || m == SECURITYFS_MAGIC || m == BPF_FS_MAGIC {
-        return true;
-    }
-    if write && (m == PROC_SUPER_MAGIC || m == SYSFS_MAGIC) {
         return true;
     }
     if info.i_mode & S_IFMT == S_IFBLK {
         return true;
     }
-    let name = dentry_name_words(info.dentry);
-    if write && (m == CGROUP_SUPER_MAGIC || m == CGROUP2_SUPER_MAGIC) && in_table(name, &CGROUP_ESCAPE_NAMES) {
+    let name = read_name_words(info.name);
+    let kernel_fs = m == PROC_SUPER_MAGIC || m == SYSFS_MAGIC;
+    let cgroup_fs = m == CGROUP_SUPER_MAGIC || m == CGROUP2_SUPER_MAGIC;
+    // f_mode only for the kernel filesystems (a container reads /proc all the time).
+    if (kernel_fs || (cgroup_fs && in_table(name, &CGROUP_ESCAPE_NAMES))) && info.f_mode() & FMODE_WRITE != 0 {
         return true;
     }
     if in_table(name, &SENSITIVE_NAMES) {
         return true;
     }
-    let dir = dentry_name_words(info.parent_dir());
-    in_table(dir, &SENSITIVE_DIRS) || (created && dir == DEV)
+    let dir = read_name_words(dentry_name(info.parent));
+    if in_table(dir, &SENSITIVE_DIRS) {
+        return true;
+    }
+    // Files created under /dev: the parent is `dev`, or the root ("/") of a tmpfs mounted
+    // on `dev`; only then are the mount and f_mode read.
+    (dir == DEV || dir == FS_ROOT) && read_name_words(dentry_name(info.parent_dir())) == DEV && created(info) != 0
+}
+
+/// 1 when the open created the file (`FMODE_CREATED`; never on kernels without the flag).
+#[inline(always)]
+fn created(info: &FileInfo) -> u64 {
+    let fmode_created: u32 = config!(offsets.fmode_created);
+    nonzero((info.f_mode() & fmode_created) as u64)
 }
 
 /// open/openat/openat2 return: the descriptor names the file the kernel really opened
@@ -245,17 +257,15 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
     let Some((task, snap)) = current_container_task() else {
         return;
     };
-    let file = task.fd_file(ret as u32);
+    let file = task.opened_file(ret as u32);
     if file == 0 {
         return;
     }
     let info = FileInfo::read(file);
-    // FMODE_CREATED's bit (0 when this kernel has none): created is 0 or 1.
-    let fmode_created: u32 = config!(offsets.fmode_created);
-    let created = nonzero((info.f_mode & fmode_created) as u64);
-    if !open_is_interesting(&info, created != 0) {
+    if !open_is_interesting(&info) {
         return;
     }
+    let created = created(&info);
     let open_flags = info.f_flags() as u64 | (created * O_CREAT);
     let args = [open_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
     emit(hook, task, &snap, ret, args, created as u32 * flags::FILE_CREATED, true, |ev| {

@@ -12,7 +12,7 @@
 use aya_ebpf::helpers::generated;
 use dcea_common::{
     ABSENT, ARG_LEN, CGROUP_DFL, CGROUP_NAME_LEN, CGROUP_PARENT_LEN, COMM_LEN, EXE_COMPONENT_LEN, EXE_COMPONENTS,
-    FILE_STEPS, NS_KINDS, NsKind, TaskSnapshot, cgroup_name_has_container_id,
+    FILE_STEPS, NS_KINDS, NsKind, TaskSnapshot, cgroup_name_has_container_id, words_up_to_nul,
 };
 
 /// Read one field of the load-time configuration. `read_volatile` keeps the compiler from
@@ -271,39 +271,77 @@ impl Task {
 }
 
 /// What the behaviour hooks need to know about an open `struct file`. Every open of a
-/// container task pays for these reads, so only what the filter needs is read here;
-/// [`FileInfo::f_flags`] and [`FileInfo::s_dev`] are read for the few that are reported.
+/// container task pays for these reads (each `bpf_probe_read_kernel` costs tens of ns), so
+/// adjacent fields are read together and the rest is read lazily by the methods.
 #[derive(Clone, Copy)]
 pub struct FileInfo {
     pub file: u64,
     pub dentry: u64,
     pub vfsmount: u64,
     pub sb: u64,
-    pub f_mode: u32,
+    /// `dentry->d_parent` and `dentry->d_name.name`.
+    pub parent: u64,
+    pub name: u64,
     pub i_mode: u32,
     pub s_magic: u64,
 }
 
+/// The pointers at `base + a` and `base + b`: one read when `b == a + 8`. Both offsets are
+/// load-time constants, so the verifier keeps only one of the two paths.
+#[inline(always)]
+fn read_ptr_pair(base: u64, a: u32, b: u32) -> (u64, u64) {
+    if a != ABSENT && b == a.wrapping_add(8) {
+        let w = read::<[u64; 2]>(base, a);
+        (w[0], w[1])
+    } else {
+        (read_ptr(base, a), read_ptr(base, b))
+    }
+}
+
 impl FileInfo {
-    /// Branch-free like the readers: a null `file` yields zeros throughout.
+    /// Branch-free on runtime values like the readers: a null `file` yields zeros throughout.
     #[inline(always)]
     pub fn read(file: u64) -> FileInfo {
-        let (f_path, path_dentry, path_mnt): (u32, u32, u32) =
-            (config!(offsets.file_f_path), config!(offsets.path_dentry), config!(offsets.path_mnt));
+        let (f_path, path_mnt, path_dentry): (u32, u32, u32) =
+            (config!(offsets.file_f_path), config!(offsets.path_mnt), config!(offsets.path_dentry));
         let complete = f_path != ABSENT && path_dentry != ABSENT && path_mnt != ABSENT;
-        let (dentry, vfsmount) =
-            if complete { (read_ptr(file, f_path + path_dentry), read_ptr(file, f_path + path_mnt)) } else { (0, 0) };
+        let (vfsmount, dentry) =
+            if complete { read_ptr_pair(file, f_path + path_mnt, f_path + path_dentry) } else { (0, 0) };
+        // struct dentry has held d_parent, d_name (hash_len, name) and d_inode in a row since
+        // 3.x: one read when this kernel's BTF agrees.
+        let (d_parent, d_name, qstr_name, d_inode): (u32, u32, u32, u32) = (
+            config!(offsets.dentry_d_parent),
+            config!(offsets.dentry_d_name),
+            config!(offsets.qstr_name),
+            config!(offsets.dentry_d_inode),
+        );
+        let (parent, name, inode) = if d_parent != ABSENT
+            && d_name == d_parent.wrapping_add(8)
+            && qstr_name == 8
+            && d_inode == d_name.wrapping_add(16)
+        {
+            let w = read::<[u64; 4]>(dentry, d_parent);
+            (w[0], w[2], w[3])
+        } else {
+            let name_off = if d_name != ABSENT && qstr_name != ABSENT { d_name + qstr_name } else { ABSENT };
+            (read_ptr(dentry, d_parent), read_ptr(dentry, name_off), read_ptr(dentry, d_inode))
+        };
         let sb = read_ptr(dentry, config!(offsets.dentry_d_sb));
-        let inode = read_ptr(dentry, config!(offsets.dentry_d_inode));
         FileInfo {
             file,
             dentry,
             vfsmount,
             sb,
-            f_mode: read::<u32>(file, config!(offsets.file_f_mode)),
+            parent,
+            name,
             i_mode: read::<u16>(inode, config!(offsets.inode_i_mode)) as u32,
             s_magic: read::<u64>(sb, config!(offsets.sb_s_magic)),
         }
+    }
+
+    #[inline(always)]
+    pub fn f_mode(&self) -> u32 {
+        read::<u32>(self.file, config!(offsets.file_f_mode))
     }
 
     #[inline(always)]
@@ -320,7 +358,7 @@ impl FileInfo {
     /// root of the file's mount (a container's /dev is a tmpfs mounted on `dev`).
     #[inline(always)]
     pub fn parent_dir(&self) -> u64 {
-        let parent = dentry_parent(self.dentry);
+        let parent = self.parent;
         let mount_mnt: u32 = config!(offsets.mount_mnt);
         let root = read_ptr(self.vfsmount, config!(offsets.vfsmount_mnt_root));
         // `struct mount` embeds the `struct vfsmount` the file points to.
@@ -330,23 +368,23 @@ impl FileInfo {
     }
 }
 
-/// The first 16 bytes of a dentry's name, zero-padded, as two little-endian words: enough to
-/// compare against a table of names without a byte loop.
+/// The first 16 bytes of the name at `name` (a `d_name.name`), zero-padded, as two
+/// little-endian words: enough to compare against a table of names without a byte loop. A
+/// plain read and SWAR masking (a string copy goes byte by byte); longer names keep their first
+/// 15 bytes, as the tables do. The read may take bytes past the NUL, still inside the dentry's
+/// inline name or the longer name's allocation.
 #[inline(always)]
-pub fn dentry_name_words(dentry: u64) -> (u64, u64) {
-    let (d_name, qstr_name): (u32, u32) = (config!(offsets.dentry_d_name), config!(offsets.qstr_name));
-    let name_off = if d_name != ABSENT && qstr_name != ABSENT { d_name + qstr_name } else { ABSENT };
-    let mut name = [0u8; 16];
-    read_str(read_ptr(dentry, name_off), &mut name);
-    (
-        u64::from_le_bytes([name[0], name[1], name[2], name[3], name[4], name[5], name[6], name[7]]),
-        u64::from_le_bytes([name[8], name[9], name[10], name[11], name[12], name[13], name[14], name[15]]),
-    )
+pub fn read_name_words(name: u64) -> (u64, u64) {
+    let w = read::<[u64; 2]>(name, 0);
+    words_up_to_nul(w[0], w[1])
 }
 
+/// `dentry->d_name.name`.
 #[inline(always)]
-pub fn dentry_parent(dentry: u64) -> u64 {
-    read_ptr(dentry, config!(offsets.dentry_d_parent))
+pub fn dentry_name(dentry: u64) -> u64 {
+    let (d_name, qstr_name): (u32, u32) = (config!(offsets.dentry_d_name), config!(offsets.qstr_name));
+    let name_off = if d_name != ABSENT && qstr_name != ABSENT { d_name + qstr_name } else { ABSENT };
+    read_ptr(dentry, name_off)
 }
 
 /// Walk from `dentry` towards the root of the task's mount namespace, leaf first, one slot per
@@ -412,6 +450,16 @@ impl Task {
         // fd < max_fds as 0/1 (both below 2^32, so the difference's sign bit decides).
         let in_table = ((fd as u64).wrapping_sub(max_fds as u64) >> 63) & nonzero(fds);
         read_ptr(fds.wrapping_add(fd as u64 * 8) & in_table.wrapping_neg(), 0)
+    }
+
+    /// The `struct file *` of a descriptor the kernel has just installed (an open's result):
+    /// within the table by construction, so the bound is not read.
+    #[inline(always)]
+    pub fn opened_file(self, fd: u32) -> u64 {
+        let files = read_ptr(self.0, config!(offsets.task_files));
+        let fdt = read_ptr(files, config!(offsets.files_fdt));
+        let fds = read_ptr(fdt, config!(offsets.fdtable_fd));
+        read_ptr(fds.wrapping_add(fd as u64 * 8) & nonzero(fds).wrapping_neg(), 0)
     }
 
     /// The argv block of the current program image (`mm->arg_start..arg_end`), NUL-separated;
