@@ -155,8 +155,8 @@ const S_IFBLK: u32 = 0o060000;
 const S_IFCHR: u32 = 0o020000;
 const O_CREAT: u64 = 0o100;
 
-/// A name as the two words [`read_name_words`] produces (first 16 bytes, zero-padded; a
-/// longer name is cut to 15 bytes and a NUL by the kernel's string copy).
+/// A name as the two words [`read_name_words`] produces (zero-padded; a longer name is cut
+/// to 15 bytes and a NUL, as there).
 const fn name_words(name: &[u8]) -> (u64, u64) {
     let mut b = [0u8; 16];
     let mut i = 0;

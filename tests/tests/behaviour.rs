@@ -16,17 +16,11 @@ use std::{
 };
 
 use dcea_tests::{HostAnchor, Monitor, Received, helper_bin, require_root};
+use dcea_user::sys::fs_magic;
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
-
-fn fs_magic(path: &Path) -> Option<i64> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: a valid path and a statfs buffer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st.f_type as i64)
-}
 
 /// The hierarchy dcea names containers by (the agent's own choice, see the loader): the v2 tree
 /// on unified hosts, else the first of these v1 controllers that is mounted.
