@@ -1,21 +1,51 @@
-//! The local Docker engine for end-to-end tests (../shared/env/dockerd-up.sh).
+//! The Docker engine for end-to-end tests: the one `cargo xtask env up` starts (or any engine
+//! `docker` reaches), with the locally built test image.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
+
+use crate::skip::{self, Need};
 
 pub const IMAGE: &str = "dcea-test/busybox:latest";
 
-/// Is an engine up (starting it through the shared script when present)?
+/// Is an engine up with the test image? Records a skip (see [`skip`]) when not.
 pub fn available(test: &str) -> bool {
-    let script = crate::workspace_root().join("../shared/env/dockerd-up.sh");
-    if script.exists() {
-        let _ = Command::new("bash").arg(&script).output();
+    let ledger = std::env::var_os(skip::LOG_ENV);
+    available_at(test, None, ledger.as_deref().map(Path::new))
+}
+
+/// [`available`] against `docker_host` (else the environment's), recording into `ledger`.
+pub fn available_at(test: &str, docker_host: Option<&str>, ledger: Option<&Path>) -> bool {
+    if skip::in_guest() {
+        return skip::left_out(test, "needs a Docker engine; the kernel-matrix guests have none");
     }
-    let ok = Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())
-        && Command::new("docker").args(["image", "inspect", IMAGE]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIP {test}: no Docker engine with {IMAGE} (start it with ../shared/env/dockerd-up.sh)");
+    if skip::requested(Need::Docker) {
+        return skip::skip_to(ledger, test, Need::Docker, "skipped on request (--skip docker)");
     }
-    ok
+    let docker = |args: &[&str]| {
+        let mut cmd = Command::new("docker");
+        if let Some(host) = docker_host {
+            cmd.env("DOCKER_HOST", host);
+        }
+        cmd.args(args).output()
+    };
+    let info = docker(&["info", "--format", "{{.ServerVersion}}"]);
+    let reason = match &info {
+        Err(e) => format!("cannot run docker ({e})"),
+        Ok(o) if !o.status.success() => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            format!("no Docker engine answers ({})", err.lines().next().unwrap_or("").trim())
+        }
+        Ok(_) if !docker(&["image", "inspect", IMAGE]).is_ok_and(|o| o.status.success()) => {
+            format!("the engine has no {IMAGE}")
+        }
+        Ok(_) => return true,
+    };
+    skip::skip_to(
+        ledger,
+        test,
+        Need::Docker,
+        &format!("{reason}: `cargo xtask env up` starts the engine and builds the image, or pass --skip docker"),
+    )
 }
 
 /// Run `docker args…`, panic with its stderr on failure, return trimmed stdout.

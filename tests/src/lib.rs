@@ -13,15 +13,41 @@ use std::{
 use serde_json::Value;
 
 pub mod docker;
+pub mod skip;
 pub mod task_map;
 
-/// True when the test may run; prints why not otherwise.
+pub use skip::{Need, skip};
+
+/// True when the test may run as root; records a skip otherwise.
 pub fn require_root(test: &str) -> bool {
-    if !dcea_user::sys::is_root() {
-        eprintln!("SKIP {test}: needs root (loads eBPF programs); run `cargo xtask test` as root");
-        return false;
-    }
-    true
+    dcea_user::sys::is_root()
+        || skip(test, Need::Root, "needs root (loads eBPF programs); run `cargo xtask test` as root")
+}
+
+fn mounted_nosuid(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return true };
+    // SAFETY: a NUL-terminated path and a zeroed out-struct of the right type.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0) || st.f_flag & libc::ST_NOSUID != 0
+}
+
+/// A directory every user can reach, on a filesystem that honours setuid: tests that run code
+/// as another user put it here (the checkout may sit under a mode-0700 home or temp dir).
+pub fn shared_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let reachable = |dir: &std::path::Path| {
+        dir.ancestors().all(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+            && !mounted_nosuid(dir)
+    };
+    let base = ["/var/tmp", "/tmp", "/var/lib"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .find(|d| reachable(d))
+        .unwrap_or_else(|| panic!("no world-traversable directory without nosuid among /var/tmp, /tmp, /var/lib"));
+    let dir = tempfile::Builder::new().prefix("dcea-test-").tempdir_in(base).expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    dir
 }
 
 pub fn workspace_root() -> PathBuf {

@@ -45,8 +45,12 @@ impl FakeContainer {
     /// None (after printing SKIP) when no cgroup hierarchy dcea uses is mounted.
     fn create(test: &str) -> Option<FakeContainer> {
         let Some(hierarchy) = container_hierarchy() else {
-            eprintln!(
-                "SKIP {test}: neither cgroup v2 nor a v1 pids/memory/cpu/devices/freezer/blkio hierarchy under {CGROUP_ROOT}"
+            dcea_tests::skip(
+                test,
+                dcea_tests::Need::Kernel,
+                &format!(
+                    "neither cgroup v2 nor a v1 pids/memory/cpu/devices/freezer/blkio hierarchy under {CGROUP_ROOT}"
+                ),
             );
             return None;
         };

@@ -40,7 +40,11 @@ fn monitor_with_hook(test: &str, hook: &str) -> Option<Monitor> {
             format!("{}: {}", words[0], words.get(3..).unwrap_or_default().join(" "))
         })
         .collect();
-    eprintln!("SKIP {test}: commit_creds hook cannot load on this kernel ({})", reasons.join("; "));
+    dcea_tests::skip(
+        test,
+        dcea_tests::Need::Kernel,
+        &format!("commit_creds hook cannot load on this kernel ({})", reasons.join("; ")),
+    );
     None
 }
 
@@ -120,9 +124,9 @@ fn setuid_exec_su_and_setresuid_are_not_tampering() {
     }
     let mut monitor = Monitor::start(&[]);
     let hook = monitor.report_value("commit_creds hook").unwrap_or_default() != "unavailable";
-    // A setuid-root copy of the helper beside it (the VM's rootfs and the build tree allow
-    // setuid; /tmp may be nosuid).
-    let dir = tempfile::tempdir_in(helper_bin().parent().expect("helper dir")).expect("tempdir");
+    // A setuid-root copy of the helper where uid 1000 can reach it: the checkout may be under a
+    // mode-0700 directory, and /tmp may be nosuid.
+    let dir = dcea_tests::shared_tempdir();
     let suid = dir.path().join("suid-helper");
     std::fs::copy(helper_bin(), &suid).expect("copy helper");
     std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).expect("chmod 4755");

@@ -237,7 +237,11 @@ fn cgroup_release_agent_written_from_a_container() {
     let Some(mut s) = Scenario::start("cgroup_release_agent_written_from_a_container") else { return };
     const RULE: &str = "Cgroup release_agent written from a container";
     let Some(ctrl) = cgroup_v1_controller() else {
-        eprintln!("SKIP cgroup_release_agent_written_from_a_container: no cgroup v1 hierarchy on this host");
+        dcea_tests::skip(
+            "cgroup_release_agent_written_from_a_container",
+            dcea_tests::Need::Kernel,
+            "no cgroup v1 hierarchy on this host",
+        );
         return;
     };
     // The container's own cgroup: writing its current value back changes nothing on the host.
@@ -293,15 +297,21 @@ fn container_runtime_socket_connected_from_a_container() {
 fn kernel_module_loaded_from_a_container() {
     let Some(mut s) = Scenario::start("kernel_module_loaded_from_a_container") else { return };
     const RULE: &str = "Kernel module loaded from a container";
-    if s.monitor.stderr_lines.iter().any(|l| l.contains("sys_enter_finit_module") && l.contains("failed")) {
-        eprintln!(
-            "SKIP kernel_module_loaded_from_a_container: this kernel has no module syscalls (CONFIG_MODULES off); the VM matrix covers it"
-        );
-        return;
-    }
-    let pos = s.run(&["--privileged"], "echo notamodule > /tmp/m.ko && /dcea-test-helper finit-module /tmp/m.ko", RULE);
-    let neg = s.run(&["--privileged"], "cat /proc/modules >/dev/null", RULE);
+    // A module tool: the helper installed as insmod, which tries finit_module. Its exec fires
+    // the rule on every kernel, also where the module syscalls have no tracepoints.
+    let mut tool = helper_mounts();
+    tool.extend(["--privileged".to_string(), "-v".to_string(), format!("{}:/sbin/insmod:ro", helper_bin().display())]);
+    let pos = s.run(&args(&tool), "echo notamodule > /tmp/m.ko && /sbin/insmod /tmp/m.ko", RULE);
+    let neg = s.run(&args(&tool), "cat /proc/modules >/dev/null; /dcea-test-helper open /etc/hostname read", RULE);
     assert_rule(RULE, &pos, &neg);
+    assert_eq!(with_rule(&pos.1, RULE)[0].field("proc.name"), "insmod", "{}", with_rule(&pos.1, RULE)[0].raw);
+    // The syscall itself, where the kernel has its tracepoint.
+    if s.monitor.stderr_lines.iter().any(|l| l.contains("sys_enter_finit_module") && l.contains("attached")) {
+        let mut opts = helper_mounts();
+        opts.push("--privileged".into());
+        let pos = s.run(&args(&opts), "echo notamodule > /tmp/m.ko && /dcea-test-helper finit-module /tmp/m.ko", RULE);
+        assert_rule(RULE, &pos, &neg);
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `dcea scan config` against real Docker containers, one dangerous setting each, checked from
-//! the host. Run as root with the test engine (../shared/env/dockerd-up.sh).
+//! the host. Run as root with the test engine (`cargo xtask env up`).
 
 use std::process::Command;
 
@@ -11,12 +11,7 @@ use dcea_user::scan::{
 };
 
 fn ready(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP {test}: needs root (reads other processes' /proc entries)");
-        return false;
-    }
-    docker::available(test)
+    dcea_tests::require_root(test) && docker::available(test)
 }
 
 fn args(containers: &[&str]) -> ConfigScanArgs {

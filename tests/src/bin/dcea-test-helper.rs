@@ -10,6 +10,7 @@
 //!   `pid=<pid>` and `ready`, waits for a line on stdin, then makes one namespace syscall
 //!   (`unshare(0)`, a no-op) and exits: the point where the agent checks the task against its
 //!   record.
+//! - installed as `insmod FILE`: finit_module(FILE), as a module tool would.
 //! - `run-as <uid> <host|container> <program> [args…]`: run a program as `uid` (groups
 //!   dropped), in a fake container or not. Prints `pid=<pid>`, exits with its status.
 //! - `su-like [program args…]`: what `su` does after its setuid-root exec: take uid 0 fully
@@ -315,6 +316,18 @@ fn su_like(args: &[String]) -> Result<u8, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
+    // Installed as `insmod`, the helper is a module tool: it tries finit_module on its argument.
+    let name = arg(0).and_then(|a| a.rsplit('/').next()).unwrap_or("");
+    if name == "insmod" {
+        let result = arg(1).ok_or_else(|| "usage: insmod FILE".to_string()).and_then(finit_module);
+        return match result {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match (arg(1), arg(2), arg(3)) {
         (Some("fake-container-escape"), Some(pid), Some(kinds)) => {
             let linger = arg(4).and_then(|s| s.parse().ok()).unwrap_or(0);

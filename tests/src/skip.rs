@@ -1,0 +1,85 @@
+//! The one way an end-to-end test says it could not run. `cargo xtask test` counts these: each
+//! skip is printed on stderr *and* appended to the ledger named by `$DCEA_TEST_SKIP_LOG`, so a
+//! skipped test never reads as passed, and the run fails unless the user asked for that kind of
+//! skip (`--skip KIND` / `DCEA_TEST_SKIP=KIND,…`).
+
+use std::{fs::OpenOptions, io::Write, path::Path};
+
+/// What a test needed and did not have. The names are what `--skip` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Root: the tests load eBPF programs and read other processes' `/proc`.
+    Root,
+    /// A Docker engine with the test image (`cargo xtask env up` starts one).
+    Docker,
+    /// A kernel feature this host lacks (a hook type, a cgroup hierarchy).
+    Kernel,
+}
+
+impl Need {
+    pub fn name(self) -> &'static str {
+        match self {
+            Need::Root => "root",
+            Need::Docker => "docker",
+            Need::Kernel => "kernel",
+        }
+    }
+}
+
+/// The ledger `cargo xtask test` reads.
+pub const LOG_ENV: &str = "DCEA_TEST_SKIP_LOG";
+/// Kinds of skip the user asked for (comma-separated), e.g. `docker,vm`.
+pub const REQUEST_ENV: &str = "DCEA_TEST_SKIP";
+/// Set in the kernel-matrix guests: tests that need Docker are left out there by design.
+pub const GUEST_ENV: &str = "DCEA_TEST_GUEST";
+
+/// Did the user ask to skip this kind of test?
+pub fn requested(need: Need) -> bool {
+    std::env::var(REQUEST_ENV).is_ok_and(|v| v.split(',').any(|k| k.trim() == need.name()))
+}
+
+/// Are we in a kernel-matrix guest?
+pub fn in_guest() -> bool {
+    std::env::var_os(GUEST_ENV).is_some()
+}
+
+/// Record that `test` did not run because it lacked `need`, and why. Always returns false, so
+/// a test can write `if !ready { return skip(...) }` style guards as `return`.
+pub fn skip(test: &str, need: Need, reason: &str) -> bool {
+    skip_to(std::env::var_os(LOG_ENV).as_deref().map(Path::new), test, need, reason)
+}
+
+/// [`skip`] with an explicit ledger (the harness's own unit test).
+pub fn skip_to(ledger: Option<&Path>, test: &str, need: Need, reason: &str) -> bool {
+    let reason = reason.replace(['\n', '\t'], " ");
+    eprintln!("SKIP {test}: [{}] {reason}", need.name());
+    if let Some(path) = ledger {
+        let line = format!("{}\t{}\t{}\n", test, need.name(), reason);
+        // O_APPEND: one write per line, so concurrent test binaries never interleave a record.
+        let written =
+            OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            // Not recording a skip would make it read as a pass: fail loudly instead.
+            panic!("cannot record the skip of {test} in {}: {e}", path.display());
+        }
+    }
+    false
+}
+
+/// A test that is not part of this environment's set by design (the Docker tests in a guest):
+/// not a skip, and not a pass. The guest's runner reads the marker.
+pub fn left_out(test: &str, reason: &str) -> bool {
+    eprintln!("LEFT-OUT {test}: {reason}");
+    false
+}
+
+/// One record of the ledger: (test, kind, reason).
+pub fn parse_ledger(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            Some((f.next()?.to_string(), f.next()?.to_string(), f.next().unwrap_or("").to_string()))
+        })
+        .filter(|(t, k, _)| !t.is_empty() && !k.is_empty())
+        .collect()
+}
