@@ -48,6 +48,29 @@ pub fn available_at(test: &str, docker_host: Option<&str>, ledger: Option<&Path>
     )
 }
 
+/// Where `cargo xtask env up` installs the runc wrapper that drops CAP_SYS_RESOURCE from a
+/// container's capability sets (a bounding set without it breaks `--privileged`).
+pub const RUNC_WRAPPER: &str = "/usr/local/lib/dcea-test/dcea-runc";
+
+/// The OCI runtime binary a test runtime (Docker, containerd's CRI) must use on this host: the
+/// wrapper when the capability bounding set lacks CAP_SYS_RESOURCE, else plain runc.
+pub fn runtime_binary() -> std::path::PathBuf {
+    if bounding_set_has(24) {
+        return crate::skip::find_program("runc").unwrap_or_else(|| "runc".into());
+    }
+    std::path::PathBuf::from(RUNC_WRAPPER)
+}
+
+/// Is capability `bit` in this process's bounding set?
+pub fn bounding_set_has(bit: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("CapBnd:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|mask| mask & (1 << bit) != 0)
+}
+
 /// Run `docker args…`, panic with its stderr on failure, return trimmed stdout.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("spawn docker");

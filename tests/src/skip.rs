@@ -14,6 +14,9 @@ pub enum Need {
     Docker,
     /// A kernel feature this host lacks (a hook type, a cgroup hierarchy).
     Kernel,
+    /// A program from a Debian package that `cargo xtask env up` installs (rsyslog, prometheus,
+    /// containerd, bpftrace…).
+    Package,
 }
 
 impl Need {
@@ -22,6 +25,7 @@ impl Need {
             Need::Root => "root",
             Need::Docker => "docker",
             Need::Kernel => "kernel",
+            Need::Package => "package",
         }
     }
 }
@@ -82,4 +86,24 @@ pub fn parse_ledger(text: &str) -> Vec<(String, String, String)> {
         })
         .filter(|(t, k, _)| !t.is_empty() && !k.is_empty())
         .collect()
+}
+
+/// Is `program` on PATH (or an absolute path that exists)? Records a skip naming the Debian
+/// `package` that provides it otherwise.
+pub fn require_program(test: &str, program: &str, package: &str) -> bool {
+    find_program(program).is_some()
+        || skip(test, Need::Package, &format!("{program} not found: `cargo xtask env up` installs {package}"))
+}
+
+/// `program` resolved through PATH (plus the sbin directories root's PATH may lack).
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    let p = Path::new(program);
+    if p.is_absolute() {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(Into::into))
+        .map(|d| d.join(program))
+        .find(|c| c.is_file())
 }
