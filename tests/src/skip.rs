@@ -77,17 +77,6 @@ pub fn left_out(test: &str, reason: &str) -> bool {
     false
 }
 
-/// One record of the ledger: (test, kind, reason).
-pub fn parse_ledger(text: &str) -> Vec<(String, String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, '\t');
-            Some((f.next()?.to_string(), f.next()?.to_string(), f.next().unwrap_or("").to_string()))
-        })
-        .filter(|(t, k, _)| !t.is_empty() && !k.is_empty())
-        .collect()
-}
-
 /// Is `program` on PATH (or an absolute path that exists)? Records a skip naming the Debian
 /// `package` that provides it otherwise.
 pub fn require_program(test: &str, program: &str, package: &str) -> bool {
@@ -106,4 +95,32 @@ pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(Into::into))
         .map(|d| d.join(program))
         .find(|c| c.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_engine_records_a_docker_skip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = dir.path().join("skips.tsv");
+        let sock = format!("unix://{}/no-engine.sock", dir.path().display());
+        assert!(!crate::docker::available_at("engine_test", Some(&sock), Some(&ledger)));
+        let text = std::fs::read_to_string(&ledger).expect("the skip was recorded");
+        let fields: Vec<&str> = text.trim_end().split('\t').collect();
+        assert_eq!(fields[..2], ["engine_test", "docker"], "{text}");
+        assert!(fields[2].contains("--skip docker"), "the reason says how to accept it: {text}");
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_program_records_a_package_skip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = dir.path().join("skips.tsv");
+        assert!(find_program("sh").is_some());
+        assert!(find_program("dcea-no-such-program").is_none());
+        skip_to(Some(&ledger), "t", Need::Package, "x not found");
+        assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "t\tpackage\tx not found\n");
+    }
 }
