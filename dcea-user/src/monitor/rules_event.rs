@@ -6,13 +6,13 @@
 //! root, the ptrace target's container) are computed once, on first use, so a rule that never
 //! reaches them costs nothing.
 
-use std::{cell::OnceCell, fs, os::unix::fs::MetadataExt, sync::Arc};
+use std::{cell::OnceCell, fs, sync::Arc};
 
-use dcea_common::{Event, Hook, NS_KINDS, NsKind, TaskSnapshot, arg};
+use dcea_common::{Event, Hook, NS_KINDS, NsKind, TaskSnapshot, arg, flags};
 
 use super::behaviour::DecodedBehaviour;
 use crate::{
-    container::{ContainerRef, metadata::ContainerMeta, overlay},
+    container::{ContainerRef, host_fs, metadata::ContainerMeta, overlay},
     rules::{
         EventView,
         event::{EvtType, Value, n, s},
@@ -87,7 +87,7 @@ pub struct KernelEvent<'a> {
     ancestors: OnceCell<Vec<(i64, String)>>,
     cmdline: OnceCell<Option<Cmdline>>,
     upper_layer: OnceCell<Option<bool>>,
-    root_dev: OnceCell<Option<(i64, i64)>>,
+    host_path: OnceCell<Option<String>>,
     target_container: OnceCell<String>,
 }
 
@@ -141,7 +141,7 @@ impl<'a> KernelEvent<'a> {
             ancestors: OnceCell::new(),
             cmdline: OnceCell::new(),
             upper_layer: OnceCell::new(),
-            root_dev: OnceCell::new(),
+            host_path: OnceCell::new(),
             target_container: OnceCell::new(),
         }
     }
@@ -250,13 +250,20 @@ impl<'a> KernelEvent<'a> {
         })
     }
 
-    /// Device of the task's root after chroot/pivot_root (the record is sent at entry; by the
-    /// time it is read the call has normally completed).
-    fn root_dev(&self) -> Option<(i64, i64)> {
-        *self.root_dev.get_or_init(|| {
-            let dev = fs::metadata(format!("/proc/{}/root", self.tgid())).ok()?.dev();
-            Some((libc::major(dev) as i64, libc::minor(dev) as i64))
-        })
+    /// Write-mode opens on a disk filesystem: the kernel sent the path within the filesystem;
+    /// the host's mount table says where that is on the host (the filesystem path itself when
+    /// the host has not mounted it, e.g. a disk only the container mounted).
+    fn host_path(&self) -> Option<&str> {
+        self.host_path
+            .get_or_init(|| {
+                let b = self.behaviour_record().filter(|b| b.raw.flags & flags::HOST_FS_PATH != 0)?;
+                let fs_path = b.file.as_deref()?;
+                if fs_path.starts_with('…') {
+                    return Some(fs_path.to_string());
+                }
+                Some(host_fs::host_path(b.raw.args[arg::DEV], fs_path).unwrap_or_else(|| fs_path.to_string()))
+            })
+            .as_deref()
     }
 
     /// A tracer in the host PID namespace names host pids; one in a container's PID namespace
@@ -286,6 +293,9 @@ impl<'a> KernelEvent<'a> {
     }
 
     fn fd_name(&self) -> Option<&str> {
+        if let Some(host) = self.host_path() {
+            return Some(host);
+        }
         let b = self.behaviour_record()?;
         let name = b.fd_name();
         (!name.is_empty()).then_some(name)
@@ -411,15 +421,21 @@ impl EventView for KernelEvent<'_> {
             },
             FieldId::FdDevMajor | FieldId::FdDevMinor => {
                 let dev = match (self.evt_type, raw_args) {
-                    (EvtType::Chroot | EvtType::PivotRoot, _) => self.root_dev(),
-                    // The kernel's encoding: major << 20 | minor.
-                    (t, Some(a)) if t.is_open() || t == EvtType::FinitModule => {
+                    // The kernel's encoding: major << 20 | minor; chroot/pivot_root: the new
+                    // root's, read at syscall exit.
+                    (t, Some(a))
+                        if t.is_open() || matches!(t, EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot) =>
+                    {
                         Some(((a[arg::DEV] >> 20) as i64, (a[arg::DEV] & 0xf_ffff) as i64))
                     }
                     _ => None,
                 };
                 n(dev.map(|(major, minor)| if f.id == FieldId::FdDevMajor { major } else { minor }))
             }
+            FieldId::FdHostPath => s(self.host_path()),
+            FieldId::FdHostPathContainerId => s(self
+                .host_path()
+                .and_then(|p| host_fs::runtime_state_container(p, self.container.map(|c| c.id.as_str())))),
             FieldId::NsInode => match self.snap().ns.get(f.arg as usize) {
                 Some(&i) if i != 0 => Value::Num(i as i64),
                 _ => Value::None,

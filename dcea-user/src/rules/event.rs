@@ -185,6 +185,7 @@ pub struct SimpleEvent<'a> {
     pub fd_name: Option<&'a str>,
     pub fd_typechar: Option<&'a str>,
     pub fd_dev_major: Option<i64>,
+    pub fd_host_path: Option<&'a str>,
     pub fd_dev_minor: Option<i64>,
     /// Raw flags; their kind follows from the event type.
     pub flags: Option<u64>,
@@ -236,6 +237,7 @@ impl<'a> SimpleEvent<'a> {
             fd_name: None,
             fd_typechar: None,
             fd_dev_major: None,
+            fd_host_path: None,
             fd_dev_minor: None,
             flags: None,
             mode: None,
@@ -332,6 +334,10 @@ impl EventView for SimpleEvent<'_> {
             },
             FieldId::FdDevMajor => n(self.fd_dev_major),
             FieldId::FdDevMinor => n(self.fd_dev_minor),
+            FieldId::FdHostPath => s(self.fd_host_path),
+            FieldId::FdHostPathContainerId => s(self
+                .fd_host_path
+                .and_then(|p| crate::container::host_fs::runtime_state_container(p, self.container_id))),
             FieldId::NsInode => {
                 self.ns.get(f.arg as usize).copied().flatten().map_or(Value::None, |i| Value::Num(i as i64))
             }

@@ -69,6 +69,10 @@ pub enum FieldId {
     FdNum,
     FdDevMajor,
     FdDevMinor,
+    /// Write-mode opens on disk filesystems: where the file lives on the host.
+    FdHostPath,
+    /// The container whose runtime state directory holds `fd.host_path`.
+    FdHostPathContainerId,
     /// `arg` = `NsKind` index: the namespace inode of that kind.
     NsInode,
     /// `arg` = `NsKind` index: whether the task is in the host's namespace of that kind.
@@ -222,6 +226,18 @@ pub const FIELDS: &[FieldInfo] = &[
     f("fd.num", FieldId::FdNum, FieldType::Num, "file descriptor an open returned"),
     f("fd.dev.major", FieldId::FdDevMajor, FieldType::Num, "major of the filesystem's device (0: virtual fs)"),
     f("fd.dev.minor", FieldId::FdDevMinor, FieldType::Num, "minor of the filesystem's device"),
+    f(
+        "fd.host_path",
+        FieldId::FdHostPath,
+        FieldType::Str,
+        "write-mode opens on a disk filesystem (ext4, xfs, btrfs): where the file lives on the host, whatever mount led to it",
+    ),
+    f(
+        "fd.host_path.container_id",
+        FieldId::FdHostPathContainerId,
+        FieldType::Str,
+        "the container whose runtime state directory holds fd.host_path (its hosts, hostname, resolv.conf)",
+    ),
     f(
         "dcea.target.container.id",
         FieldId::TargetContainerId,

@@ -295,6 +295,44 @@ fn chroot_into_host_fs() {
 }
 
 #[test]
+fn host_file_written() {
+    let host_write = |path: &'static str| {
+        let mut e = write("/anything/x");
+        e.fd_host_path = Some(path);
+        e
+    };
+    for path in [
+        "/etc/cron.d/job",
+        "/root/.ssh/authorized_keys2",
+        "/home/alice/.ssh/config",
+        "/usr/local/bin/x",
+        "/boot/grub/grub.cfg",
+    ] {
+        fires(names::HOST_FILE_WRITTEN, &host_write(path));
+    }
+    // Volumes, the container's own runtime files, other host paths, reads, the host itself.
+    silent(&host_write("/var/lib/docker/volumes/data/_data/db"));
+    silent(&host_write("/var/lib/kubelet/pods/1234/volumes/kubernetes.io~empty-dir/cache/x"));
+    silent(&host_write("/srv/www/index.html"));
+    silent(&host_write("/home/alice/notes"));
+    let own: &'static str = Box::leak(format!("/var/lib/docker/containers/{}/hosts", &CID[..31]).into_boxed_str());
+    silent(&host_write(own));
+    let mut runc = host_write("/run/docker/runtime-runc/moby/x/exec.fifo");
+    runc.name = Some("runc:[2:INIT]");
+    runc.ancestors = &["runc"];
+    silent(&runc);
+    let other =
+        "/var/lib/docker/containers/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/config.v2.json";
+    fires(names::HOST_FILE_WRITTEN, &host_write(other));
+    let mut read_only = read("/anything/x");
+    read_only.fd_host_path = Some("/etc/crontab");
+    silent(&read_only);
+    let mut on_host = host_write("/etc/cron.d/job");
+    on_host.container_id = Some("host");
+    silent(&on_host);
+}
+
+#[test]
 fn release_agent() {
     fires(names::RELEASE_AGENT_WRITTEN, &write("/sys/fs/cgroup/rdma/release_agent"));
     fires(names::RELEASE_AGENT_WRITTEN, &write("/tmp/cgrp/x/notify_on_release"));
