@@ -378,7 +378,7 @@ for exe in /dcea/deps/*; do
     result=ok
     if [ $rc -ne 0 ]; then
       result=FAILED
-    elif grep -q '^LEFT-OUT [A-Za-z0-9_]*: ' /tmp/out; then
+    elif grep -q 'LEFT-OUT [A-Za-z0-9_]*: ' /tmp/out; then
       result=LEFTOUT
     elif grep -q 'SKIP [A-Za-z0-9_]*: ' /tmp/out; then
       result=SKIP

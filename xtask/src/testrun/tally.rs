@@ -109,7 +109,11 @@ impl Tally {
         }
         // A skipped test returned early, which cargo reports as ok: it is not a pass.
         let not_run: BTreeSet<&str> = self.skipped.iter().map(|s| s.test.as_str()).collect();
-        let passed = self.results.iter().filter(|(n, ok)| **ok && !not_run.contains(short(n))).count();
+        let passed = self
+            .results
+            .iter()
+            .filter(|(n, ok)| **ok && !not_run.contains(n.as_str()) && !not_run.contains(short(n)))
+            .count();
         let failed = self.results.values().filter(|ok| !**ok).count();
         Summary { passed: passed + self.guest_counts.0, failed: failed + self.guest_counts.1, skipped, covered }
     }
