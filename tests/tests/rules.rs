@@ -452,7 +452,7 @@ fn user_or_mount_namespace_created_in_a_container() {
 }
 
 /// Alerts at Warning or above about `id`.
-fn serious(alerts: &[Received]) -> Vec<&str> {
+fn serious<'a>(alerts: &'a [Received]) -> Vec<&'a str> {
     alerts
         .iter()
         .filter(|a| {
