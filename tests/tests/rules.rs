@@ -451,40 +451,6 @@ fn user_or_mount_namespace_created_in_a_container() {
     assert_rule(RULE, &pos, &neg);
 }
 
-/// Alerts at Warning or above about `id`.
-fn serious<'a>(alerts: &'a [Received]) -> Vec<&'a str> {
-    alerts
-        .iter()
-        .filter(|a| {
-            matches!(a.json["priority"].as_str(), Some("Warning" | "Error" | "Critical" | "Alert" | "Emergency"))
-        })
-        .map(|a| a.raw.as_str())
-        .collect()
-}
-
-/// A privileged container making its own nested namespaces, as Docker-in-Docker, buildkit,
-/// bubblewrap and systemd do: nothing at Warning or above. The namespace creation itself is a
-/// Notice; the procfs of the nested PID namespace is not an alert. Its own PID namespace's
-/// procfs still is.
-#[test]
-fn nested_namespaces_in_a_privileged_container_raise_nothing_serious() {
-    let Some(mut s) = Scenario::start("nested_namespaces_in_a_privileged_container_raise_nothing_serious") else {
-        return;
-    };
-    const NS_RULE: &str = "User or mount namespace created in a container";
-    const PSEUDO_RULE: &str = "Kernel pseudo-filesystem mounted in a container";
-    let (id, alerts) =
-        s.run(&["--privileged"], "unshare -m sh -c 'mount -t tmpfs scratch /mnt && umount /mnt'", NS_RULE);
-    assert!(serious(&alerts).is_empty(), "unshare -m + tmpfs in {id}: {:#?}", serious(&alerts));
-    let ns = with_rule(&alerts, NS_RULE);
-    assert!(!ns.is_empty() && ns.iter().all(|a| a.json["priority"] == "Notice"), "{alerts:#?}");
-    let (id, alerts) = s.run(&["--privileged"], "unshare -fp --mount-proc sh -c 'ls /proc >/dev/null'", NS_RULE);
-    assert!(serious(&alerts).is_empty(), "unshare -fp --mount-proc in {id}: {:#?}", serious(&alerts));
-    // The container's own PID namespace: a fresh, unmasked procfs is still an escape route.
-    let (id, alerts) = s.run(&["--privileged"], "mkdir /p && mount -t proc proc /p && umount /p", PSEUDO_RULE);
-    assert!(!with_rule(&alerts, PSEUDO_RULE).is_empty(), "own procfs in {id}: {alerts:#?}");
-}
-
 #[test]
 fn binary_not_in_the_container_image_executed() {
     let Some(mut s) = Scenario::start("binary_not_in_the_container_image_executed") else { return };

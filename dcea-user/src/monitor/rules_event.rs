@@ -18,7 +18,7 @@ use crate::{
         event::{EvtType, Value, n, s},
         fields::{FieldId, FieldRef, FlagKind, path_directory, path_filename},
     },
-    sys::{self, c_bytes_to_string},
+    sys::c_bytes_to_string,
 };
 
 /// The `evt.type` a kernel hook stands for, when rules look at it.
@@ -88,7 +88,6 @@ pub struct KernelEvent<'a> {
     cmdline: OnceCell<Option<Cmdline>>,
     upper_layer: OnceCell<Option<bool>>,
     host_path: OnceCell<Option<String>>,
-    pid_ns_nested: OnceCell<Option<bool>>,
     target_container: OnceCell<String>,
 }
 
@@ -143,7 +142,6 @@ impl<'a> KernelEvent<'a> {
             cmdline: OnceCell::new(),
             upper_layer: OnceCell::new(),
             host_path: OnceCell::new(),
-            pid_ns_nested: OnceCell::new(),
             target_container: OnceCell::new(),
         }
     }
@@ -266,30 +264,6 @@ impl<'a> KernelEvent<'a> {
                 Some(host_fs::host_path(b.raw.args[arg::DEV], fs_path).unwrap_or_else(|| fs_path.to_string()))
             })
             .as_deref()
-    }
-
-    /// Is the task's PID namespace one its container made? Compared with the container's init
-    /// (the engine's pid), else with the nearest ancestor outside the task's namespace: a
-    /// nested namespace's init has a parent in the container's own.
-    fn pid_ns_nested(&self) -> Option<bool> {
-        *self.pid_ns_nested.get_or_init(|| {
-            let own = self.snap().ns[NsKind::Pid.index()];
-            let host = self.host_ns[NsKind::Pid.index()];
-            if own == 0 || self.container.is_none() {
-                return None;
-            }
-            if own == host {
-                return Some(false);
-            }
-            let ns_of = |pid: i64| sys::ns_inode(&pid.to_string(), "pid").ok();
-            if let Some(init_ns) = self.meta.as_ref().and_then(|m| m.pid).and_then(|p| ns_of(p as i64)) {
-                return Some(own != init_ns);
-            }
-            // Ancestors up to the first outside the task's namespace: the host's (the runtime
-            // started the container there: not nested) or another container namespace (nested).
-            let outside = self.ancestors().iter().find_map(|(pid, _)| ns_of(*pid).filter(|ns| *ns != own))?;
-            Some(outside != host)
-        })
     }
 
     /// A tracer in the host PID namespace names host pids; one in a container's PID namespace
@@ -470,7 +444,6 @@ impl EventView for KernelEvent<'_> {
                 (Some(&i), Some(&h)) if i != 0 && h != 0 => Value::Bool(i == h),
                 _ => Value::None,
             },
-            FieldId::PidNsNested => self.pid_ns_nested().map_or(Value::None, Value::Bool),
             FieldId::TargetContainerId => match self.evt_type {
                 EvtType::Ptrace => Value::Str(self.target_container()),
                 _ => Value::None,

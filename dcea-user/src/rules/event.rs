@@ -198,7 +198,6 @@ pub struct SimpleEvent<'a> {
     pub ptrace_request: Option<i64>,
     pub target_pid: Option<i64>,
     pub target_container_id: Option<&'a str>,
-    pub pid_ns_nested: Option<bool>,
     pub bpf_cmd: Option<i64>,
     /// Indexed by `dcea_common::NsKind`.
     pub ns: [Option<u64>; dcea_common::NS_KINDS],
@@ -249,7 +248,6 @@ impl<'a> SimpleEvent<'a> {
             ptrace_request: None,
             target_pid: None,
             target_container_id: None,
-            pid_ns_nested: None,
             bpf_cmd: None,
             ns: [None; dcea_common::NS_KINDS],
             ns_is_host: [None; dcea_common::NS_KINDS],
@@ -345,7 +343,6 @@ impl EventView for SimpleEvent<'_> {
             }
             FieldId::NsIsHost => b(self.ns_is_host.get(f.arg as usize).copied().flatten()),
             FieldId::TargetContainerId => s(self.target_container_id),
-            FieldId::PidNsNested => b(self.pid_ns_nested),
         }
     }
 }

@@ -79,8 +79,6 @@ pub enum FieldId {
     NsIsHost,
     /// ptrace: the target's container id, or `host`.
     TargetContainerId,
-    /// The task's PID namespace is one its container made (nested), not the runtime's or the host's.
-    PidNsNested,
 }
 
 /// A field as the engine asks the event for it.
@@ -245,12 +243,6 @@ pub const FIELDS: &[FieldInfo] = &[
         FieldId::TargetContainerId,
         FieldType::Str,
         "ptrace: the target's container id, or `host`",
-    ),
-    f(
-        "dcea.pidns.nested",
-        FieldId::PidNsNested,
-        FieldType::Bool,
-        "the task runs in a PID namespace its container created (unshare -p, a nested runtime), not the container's own or the host's",
     ),
 ];
 

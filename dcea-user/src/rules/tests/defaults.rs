@@ -273,17 +273,6 @@ fn mounts() {
     let mut on_host = mount("/dev/sdb1", "/data", "ext4", 0);
     on_host.container_id = Some("host");
     silent(&on_host);
-    // A procfs for a PID namespace the container made (unshare -fp --mount-proc): silent.
-    // The container's own or the host's PID namespace, or sysfs from a nested one: alerts.
-    let mut nested_proc = mount("proc", "/proc", "proc", 0);
-    nested_proc.pid_ns_nested = Some(true);
-    silent(&nested_proc);
-    let mut own_proc = nested_proc.clone();
-    own_proc.pid_ns_nested = Some(false);
-    fires(names::PSEUDO_FS_MOUNTED, &own_proc);
-    let mut nested_sysfs = mount("sysfs", "/sys", "sysfs", 0);
-    nested_sysfs.pid_ns_nested = Some(true);
-    fires(names::PSEUDO_FS_MOUNTED, &nested_sysfs);
 }
 
 #[test]
