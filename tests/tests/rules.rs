@@ -451,6 +451,33 @@ fn user_or_mount_namespace_created_in_a_container() {
     assert_rule(RULE, &pos, &neg);
 }
 
+/// Alert priorities that page someone (Falco's names).
+const WARNING_OR_ABOVE: &[&str] = &["Warning", "Error", "Critical", "Alert", "Emergency"];
+
+/// A privileged container making its own nested namespaces (Docker-in-Docker, buildkit,
+/// bubblewrap, systemd) raises nothing at Warning or above: the namespace rule is a Notice,
+/// and the procfs of a PID namespace the container created is not a pseudo-filesystem alert.
+#[test]
+fn nested_namespaces_in_a_container_stay_below_warning() {
+    let Some(mut s) = Scenario::start("nested_namespaces_in_a_container_stay_below_warning") else { return };
+    const NS_RULE: &str = "User or mount namespace created in a container";
+    for script in [
+        "unshare -m sh -c 'mount -t tmpfs scratch /mnt && umount /mnt'",
+        "unshare -fp --mount-proc sh -c 'test -r /proc/1/status'",
+    ] {
+        let (id, alerts) = s.run(&["--privileged"], script, NS_RULE);
+        let ns = with_rule(&alerts, NS_RULE);
+        assert!(!ns.is_empty(), "the monitor saw no namespace creation for {script} ({id}): {alerts:#?}");
+        assert_eq!(ns[0].json["priority"], "Notice", "{}", ns[0].raw);
+        let loud: Vec<&str> = alerts
+            .iter()
+            .filter(|a| a.json["priority"].as_str().is_some_and(|p| WARNING_OR_ABOVE.contains(&p)))
+            .map(|a| a.raw.as_str())
+            .collect();
+        assert!(loud.is_empty(), "benign nested namespaces ({script}) raised: {loud:#?}");
+    }
+}
+
 #[test]
 fn binary_not_in_the_container_image_executed() {
     let Some(mut s) = Scenario::start("binary_not_in_the_container_image_executed") else { return };

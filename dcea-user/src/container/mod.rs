@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod host_fs;
+pub mod init_pid;
 pub mod metadata;
 pub mod overlay;
 

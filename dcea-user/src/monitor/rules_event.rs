@@ -89,6 +89,13 @@ pub struct KernelEvent<'a> {
     upper_layer: OnceCell<Option<bool>>,
     host_path: OnceCell<Option<String>>,
     target_container: OnceCell<String>,
+    /// The container init's namespaces, read once from /proc/<init>/ns. The init lives as long
+    /// as the container and its pid comes from the runtime's state written before the
+    /// container ran anything, so this does not race the task.
+    container_ns: OnceCell<Option<[u32; NS_KINDS]>>,
+    /// The container's own PID namespace as the pipeline first saw it in a kernel record of
+    /// the container: the fallback when the init is already gone.
+    learned_pid_ns: Option<u32>,
 }
 
 impl<'a> KernelEvent<'a> {
@@ -143,6 +150,8 @@ impl<'a> KernelEvent<'a> {
             upper_layer: OnceCell::new(),
             host_path: OnceCell::new(),
             target_container: OnceCell::new(),
+            container_ns: OnceCell::new(),
+            learned_pid_ns: None,
         }
     }
 
@@ -281,6 +290,38 @@ impl<'a> KernelEvent<'a> {
                 return own;
             }
             crate::container::of_pid(target as u32).map(|c| c.id).unwrap_or_else(|| "host".into())
+        })
+    }
+
+    /// The task's PID namespace (kernel data), for the pipeline to learn the container's own.
+    pub fn pid_ns(&self) -> u32 {
+        self.snap().ns[NsKind::Pid.index()]
+    }
+
+    pub fn with_learned_pid_ns(mut self, ns: Option<u32>) -> Self {
+        self.learned_pid_ns = ns;
+        self
+    }
+
+    /// The container init's namespaces: read from /proc/<init>/ns while the init runs (its pid
+    /// from the engine, else the runtime's state written before the container ran anything);
+    /// for the PID kinds, the pipeline's learned value when the init is already gone.
+    fn container_ns(&self) -> Option<[u32; NS_KINDS]> {
+        *self.container_ns.get_or_init(|| {
+            let c = self.container?;
+            let mut ns = [0u32; NS_KINDS];
+            let init = self.meta.as_ref().and_then(|m| m.pid).or_else(|| crate::container::init_pid::init_pid(&c.id));
+            if let Some(init) = init.map(|p| p.to_string()) {
+                for k in NsKind::ALL {
+                    ns[k.index()] = crate::sys::ns_inode(&init, k.name()).unwrap_or(0);
+                }
+            }
+            for k in [NsKind::Pid, NsKind::PidForChildren] {
+                if ns[k.index()] == 0 {
+                    ns[k.index()] = self.learned_pid_ns.unwrap_or(0);
+                }
+            }
+            ns.iter().any(|&i| i != 0).then_some(ns)
         })
     }
 
@@ -444,6 +485,13 @@ impl EventView for KernelEvent<'_> {
                 (Some(&i), Some(&h)) if i != 0 && h != 0 => Value::Bool(i == h),
                 _ => Value::None,
             },
+            FieldId::NsIsNested => {
+                let i = f.arg as usize;
+                match (self.snap().ns.get(i), self.host_ns.get(i), self.container_ns().map(|c| c[i])) {
+                    (Some(&t), Some(&h), Some(c)) if t != 0 && h != 0 && c != 0 => Value::Bool(t != h && t != c),
+                    _ => Value::None,
+                }
+            }
             FieldId::TargetContainerId => match self.evt_type {
                 EvtType::Ptrace => Value::Str(self.target_container()),
                 _ => Value::None,

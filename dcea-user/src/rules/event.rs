@@ -202,6 +202,7 @@ pub struct SimpleEvent<'a> {
     /// Indexed by `dcea_common::NsKind`.
     pub ns: [Option<u64>; dcea_common::NS_KINDS],
     pub ns_is_host: [Option<bool>; dcea_common::NS_KINDS],
+    pub ns_is_nested: [Option<bool>; dcea_common::NS_KINDS],
 }
 
 impl<'a> SimpleEvent<'a> {
@@ -251,6 +252,7 @@ impl<'a> SimpleEvent<'a> {
             bpf_cmd: None,
             ns: [None; dcea_common::NS_KINDS],
             ns_is_host: [None; dcea_common::NS_KINDS],
+            ns_is_nested: [None; dcea_common::NS_KINDS],
         }
     }
 }
@@ -342,6 +344,7 @@ impl EventView for SimpleEvent<'_> {
                 self.ns.get(f.arg as usize).copied().flatten().map_or(Value::None, |i| Value::Num(i as i64))
             }
             FieldId::NsIsHost => b(self.ns_is_host.get(f.arg as usize).copied().flatten()),
+            FieldId::NsIsNested => b(self.ns_is_nested.get(f.arg as usize).copied().flatten()),
             FieldId::TargetContainerId => s(self.target_container_id),
         }
     }

@@ -273,6 +273,23 @@ fn mounts() {
     let mut on_host = mount("/dev/sdb1", "/data", "ext4", 0);
     on_host.container_id = Some("host");
     silent(&on_host);
+    // A procfs for a PID namespace the container made (`unshare -fp --mount-proc`) shows
+    // only that namespace; the container's own PID namespace (is_nested false), one the
+    // agent could not place (None), and every other pseudo-filesystem stay alerts.
+    let mut nested_proc = mount("proc", "/proc", "proc", 0);
+    nested_proc.ns_is_nested[dcea_common::NsKind::Pid.index()] = Some(true);
+    silent(&nested_proc);
+    let mut own_proc = nested_proc.clone();
+    own_proc.ns_is_nested[dcea_common::NsKind::Pid.index()] = Some(false);
+    fires(names::PSEUDO_FS_MOUNTED, &own_proc);
+    let mut unplaced = nested_proc.clone();
+    unplaced.ns_is_nested = [None; dcea_common::NS_KINDS];
+    fires(names::PSEUDO_FS_MOUNTED, &unplaced);
+    for fstype in ["sysfs", "cgroup", "debugfs", "binfmt_misc"] {
+        let mut nested = mount(fstype, "/mnt", fstype, 0);
+        nested.ns_is_nested[dcea_common::NsKind::Pid.index()] = Some(true);
+        fires(names::PSEUDO_FS_MOUNTED, &nested);
+    }
 }
 
 #[test]
@@ -468,6 +485,10 @@ fn namespaces_created() {
     let mut on_host = e.clone();
     on_host.container_id = Some("host");
     silent(&on_host);
+    // Nested runtimes and sandboxes do this all day: a notice, never a warning.
+    let rule = builtin().first_match(&e).expect("match");
+    let alert = rule.alert(&e, &AlertMeta { time_ns: 1, hostname: "node-1" });
+    assert_eq!(alert.priority, Priority::Notice);
 }
 
 #[test]
