@@ -22,6 +22,22 @@ pub enum Priority {
     Debug,
 }
 
+impl Priority {
+    /// The name in alerts (Falco's spelling) and in metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Emergency => "Emergency",
+            Priority::Alert => "Alert",
+            Priority::Critical => "Critical",
+            Priority::Error => "Error",
+            Priority::Warning => "Warning",
+            Priority::Notice => "Notice",
+            Priority::Informational => "Informational",
+            Priority::Debug => "Debug",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Alert {
     /// Wall-clock time of the kernel event, RFC 3339 with nanoseconds, UTC.
