@@ -116,9 +116,24 @@ impl Metrics {
         }
         let trust_pass_seconds = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
         Arc::new(Metrics {
-            kernel_emitted: reg(&mut r, "kernel_events_emitted", "Records the kernel programs wrote", Counter::default()),
-            kernel_lost: reg(&mut r, "kernel_events_lost", "Records lost in the kernel, ring buffer full, per channel", Family::default()),
-            kernel_untracked: reg(&mut r, "kernel_tasks_untracked", "Tasks the kernel task map could not take", Counter::default()),
+            kernel_emitted: reg(
+                &mut r,
+                "kernel_events_emitted",
+                "Records the kernel programs wrote",
+                Counter::default(),
+            ),
+            kernel_lost: reg(
+                &mut r,
+                "kernel_events_lost",
+                "Records lost in the kernel, ring buffer full, per channel",
+                Family::default(),
+            ),
+            kernel_untracked: reg(
+                &mut r,
+                "kernel_tasks_untracked",
+                "Tasks the kernel task map could not take",
+                Counter::default(),
+            ),
             kernel_killed: reg(&mut r, "kernel_killed", "Tasks killed in the kernel (enforce)", Counter::default()),
             records_decoded: reg(&mut r, "records_decoded", "Ring-buffer records decoded", Counter::default()),
             decode_errors: reg(&mut r, "decode_errors", "Ring-buffer records that did not decode", Counter::default()),
@@ -129,9 +144,19 @@ impl Metrics {
             sink_errors: reg(&mut r, "sink_errors", "Failed deliveries (retried or spooled)", Family::default()),
             queue_depth: reg(&mut r, "sink_queue_depth", "Alerts waiting in a sink's queue", Family::default()),
             spool_depth: reg(&mut r, "sink_spool_depth", "Alerts waiting in a sink's on-disk spool", Family::default()),
-            spool_overflow: reg(&mut r, "sink_spool_overflow", "Alerts the full spool could not take", Family::default()),
+            spool_overflow: reg(
+                &mut r,
+                "sink_spool_overflow",
+                "Alerts the full spool could not take",
+                Family::default(),
+            ),
             trust_passes: reg(&mut r, "trust_passes", "Trust passes over every container process", Counter::default()),
-            trust_pass_seconds: reg(&mut r, "trust_pass_duration_seconds", "Duration of a trust pass", trust_pass_seconds),
+            trust_pass_seconds: reg(
+                &mut r,
+                "trust_pass_duration_seconds",
+                "Duration of a trust pass",
+                trust_pass_seconds,
+            ),
             trust_rechecks: reg(&mut r, "trust_rechecks", "Trust re-checks requested", Counter::default()),
             rules_reloads: reg(&mut r, "rules_reloads", "Rule reloads on SIGHUP by result", Family::default()),
             programs_attached: reg(&mut r, "programs_attached", "Kernel programs attached", Gauge::default()),

@@ -55,9 +55,7 @@ async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
 
 async fn respond<B>(req: Request<B>, metrics: Arc<Metrics>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, content_type, body) = match req.uri().path() {
-        "/metrics" => {
-            (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
-        }
+        "/metrics" => (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode()),
         "/healthz" => match metrics.health.healthy() {
             Ok(()) => (StatusCode::OK, "text/plain", "ok\n".to_string()),
             Err(why) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("unhealthy: {why}\n")),

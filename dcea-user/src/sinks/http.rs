@@ -96,7 +96,11 @@ impl HttpSink {
         let mut closed = false;
         loop {
             let spooling = !self.spool.is_empty() || down_since.is_some();
-            let wait = if spooling { next_try.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)) } else { Duration::from_millis(200) };
+            let wait = if spooling {
+                next_try.saturating_duration_since(Instant::now()).min(Duration::from_millis(50))
+            } else {
+                Duration::from_millis(200)
+            };
             let batch = if closed { Some(Vec::new()) } else { queue.pop_batch(256, wait) };
             let Some(batch) = batch else {
                 closed = true;
@@ -134,7 +138,10 @@ impl HttpSink {
                 match self.replay(&name, &metrics, &status) {
                     Ok(()) => {
                         if let Some(t) = down_since.take() {
-                            tracing::info!("{name}: receiver back after {:.1} s; spool replayed", t.elapsed().as_secs_f64());
+                            tracing::info!(
+                                "{name}: receiver back after {:.1} s; spool replayed",
+                                t.elapsed().as_secs_f64()
+                            );
                         }
                         backoff = BACKOFF_MIN;
                     }

@@ -158,7 +158,9 @@ impl Delivery {
                 }
                 OutputSpec::File(path) => {
                     let w = file::FileWriter::open(path.clone(), opts.format, opts.file_max_bytes, opts.file_keep)
-                        .map_err(|e| Error::io(format!("--output file:{}: cannot open it for appending", path.display()), e))?;
+                        .map_err(|e| {
+                            Error::io(format!("--output file:{}: cannot open it for appending", path.display()), e)
+                        })?;
                     Box::new(move || run_writer(Box::new(w), n, q, m, st))
                 }
                 OutputSpec::Syslog(target) => {
@@ -225,8 +227,11 @@ impl Delivery {
         for s in &self.sinks {
             if let Pushed::Shed(gone) = s.queue.push(alert.clone()) {
                 self.shed += 1;
-                let labels =
-                    ShedLabels { sink: s.name.clone(), rule: gone.rule.clone(), priority: gone.priority.name().to_string() };
+                let labels = ShedLabels {
+                    sink: s.name.clone(),
+                    rule: gone.rule.clone(),
+                    priority: gone.priority.name().to_string(),
+                };
                 self.metrics.shed.get_or_create(&labels).inc();
             }
             self.metrics.queue_depth.get_or_create(&s.labels).set(s.queue.len() as i64);
@@ -278,7 +283,12 @@ impl Delivery {
                     let _ = j.join();
                 }
             } else {
-                eprintln!("dcea: sink {} did not finish within {:?}: {} alerts left in its queue", s.name, grace, s.queue.len());
+                eprintln!(
+                    "dcea: sink {} did not finish within {:?}: {} alerts left in its queue",
+                    s.name,
+                    grace,
+                    s.queue.len()
+                );
             }
         }
     }
@@ -392,7 +402,9 @@ pub(crate) mod tests {
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 3, "first, escape, summary at stop: {text}");
         assert_eq!(lines[2]["output_fields"]["dcea.suppressed"], 99);
-        assert!(metrics.encode().contains("dcea_alerts_suppressed_total{rule=\"Credential file opened in a container\",priority=\"Warning\"} 99"));
+        assert!(metrics.encode().contains(
+            "dcea_alerts_suppressed_total{rule=\"Credential file opened in a container\",priority=\"Warning\"} 99"
+        ));
 
         let bad = DeliveryOptions { outputs: vec![OutputSpec::File("/proc/no-such-dir/x".into())], ..opts };
         let e = Delivery::start(&bad, Metrics::new()).err().expect("start-up error").to_string();

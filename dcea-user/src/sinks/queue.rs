@@ -87,10 +87,8 @@ impl ShedQueue {
         }
         let mut out = Vec::with_capacity(max.min(q.len));
         while out.len() < max {
-            let Some(level) = (0..LEVELS)
-                .filter_map(|l| q.levels[l].front().map(|(seq, _)| (*seq, l)))
-                .min()
-                .map(|(_, l)| l)
+            let Some(level) =
+                (0..LEVELS).filter_map(|l| q.levels[l].front().map(|(seq, _)| (*seq, l))).min().map(|(_, l)| l)
             else {
                 break;
             };
@@ -129,7 +127,9 @@ mod tests {
     #[test]
     fn keeps_arrival_order_across_priorities() {
         let q = ShedQueue::new(10);
-        for (r, p) in [("a", Priority::Warning), ("b", Priority::Critical), ("c", Priority::Notice), ("d", Priority::Critical)] {
+        for (r, p) in
+            [("a", Priority::Warning), ("b", Priority::Critical), ("c", Priority::Notice), ("d", Priority::Critical)]
+        {
             assert!(matches!(q.push(Arc::new(alert(r, p))), Pushed::Queued));
         }
         let got = q.pop_batch(10, Duration::ZERO).unwrap();

@@ -63,8 +63,16 @@ mod tests {
         let mut a = alert("Container escape into host namespace", Priority::Critical);
         a.output_fields.insert("container.id".into(), serde_json::json!("abc\"]\\"));
         let m = format(&a, FACILITY_DAEMON, 42, "{}");
-        assert!(m.starts_with("<26>1 2023-11-14T22:13:20.123456789Z node-1 dcea 42 Container_escape_into_host_names "), "{m}");
-        assert!(m.contains(r#"[dcea@32473 rule="Container escape into host namespace" priority="Critical" container="abc\"\]\\"]"#), "{m}");
+        assert!(
+            m.starts_with("<26>1 2023-11-14T22:13:20.123456789Z node-1 dcea 42 Container_escape_into_host_names "),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                r#"[dcea@32473 rule="Container escape into host namespace" priority="Critical" container="abc\"\]\\"]"#
+            ),
+            "{m}"
+        );
         assert!(m.ends_with("] {}"), "{m}");
         assert_eq!(severity(Priority::Emergency), 0);
         assert_eq!(severity(Priority::Warning), 4);

@@ -31,9 +31,15 @@ impl FromStr for OutputSpec {
         }
         if let Some(rest) = s.strip_prefix("syslog:") {
             if let Some(path) = rest.strip_prefix("unix:") {
-                return if path.is_empty() { bad("no socket path") } else { Ok(OutputSpec::Syslog(SyslogTarget::Unix(path.into()))) };
+                return if path.is_empty() {
+                    bad("no socket path")
+                } else {
+                    Ok(OutputSpec::Syslog(SyslogTarget::Unix(path.into())))
+                };
             }
-            for (scheme, make) in [("udp://", SyslogTarget::Udp as fn(String) -> SyslogTarget), ("tcp://", SyslogTarget::Tcp)] {
+            for (scheme, make) in
+                [("udp://", SyslogTarget::Udp as fn(String) -> SyslogTarget), ("tcp://", SyslogTarget::Tcp)]
+            {
                 if let Some(addr) = rest.strip_prefix(scheme) {
                     return match addr.rsplit_once(':') {
                         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
@@ -79,7 +85,10 @@ mod tests {
         assert_eq!("stdout".parse::<OutputSpec>(), Ok(OutputSpec::Stdout));
         assert_eq!("file:/var/log/dcea.json".parse(), Ok(OutputSpec::File("/var/log/dcea.json".into())));
         assert_eq!("syslog".parse(), Ok(OutputSpec::Syslog(SyslogTarget::Unix("/dev/log".into()))));
-        assert_eq!("syslog:udp://127.0.0.1:514".parse(), Ok(OutputSpec::Syslog(SyslogTarget::Udp("127.0.0.1:514".into()))));
+        assert_eq!(
+            "syslog:udp://127.0.0.1:514".parse(),
+            Ok(OutputSpec::Syslog(SyslogTarget::Udp("127.0.0.1:514".into())))
+        );
         assert_eq!("syslog:tcp://[::1]:6514".parse(), Ok(OutputSpec::Syslog(SyslogTarget::Tcp("[::1]:6514".into()))));
         assert_eq!("https://sidekick:2801/".parse(), Ok(OutputSpec::Http("https://sidekick:2801/".into())));
         for bad in ["file:", "syslog:udp://host", "syslog:smtp://x:1", "ftp://x", "kafka", "http://"] {

@@ -247,10 +247,7 @@ impl Spool {
             if self.segments.is_empty() {
                 self.read = (id, HEADER_LEN as u64);
             }
-            self.segments.insert(
-                id,
-                Segment { bytes: 0, records: 0, valid_end: HEADER_LEN as u64, damaged: None },
-            );
+            self.segments.insert(id, Segment { bytes: 0, records: 0, valid_end: HEADER_LEN as u64, damaged: None });
             self.writer = Some((id, BufWriter::new(f), HEADER_LEN as u64));
         }
         let Some((id, w, size)) = self.writer.as_mut() else { return Ok(false) };
@@ -341,8 +338,13 @@ impl Spool {
         let path = segment_path(&self.dir, seg);
         if let Some(s) = self.segments.remove(&seg) {
             match &s.damaged {
-                Some(e) => tracing::warn!("{}", set_aside(&path, e, s.valid_end)),
-                None => fs::remove_file(&path).or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })?,
+                Some(e) => {
+                    // Outside the macro: a disabled log level must not skip the rename.
+                    let msg = set_aside(&path, e, s.valid_end);
+                    tracing::warn!("{msg}");
+                }
+                None => fs::remove_file(&path)
+                    .or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })?,
             }
         }
         let next = self.segments.keys().next().copied().unwrap_or(seg + 1);
@@ -451,7 +453,8 @@ mod tests {
             .unwrap()
             .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".rejected"))
             .count();
-        assert_eq!(rejected, 4);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(rejected, 4, "{names:?}");
     }
 
     #[test]
