@@ -115,16 +115,14 @@ impl Kernel {
         c.killed.update(&m.kernel_killed, counter(&self.ebpf, stats::KILLED));
         c.decoded.update(&m.records_decoded, self.pipeline.stats.records);
         c.decode_errors.update(&m.decode_errors, self.pipeline.stats.decode_errors);
-        Lost {
-            main: c.lost_main.update(
-                &m.kernel_lost.get_or_create(&ChannelLabels { channel: "main" }),
-                counter(&self.ebpf, stats::RINGBUF_FULL),
-            ),
-            priority: c.lost_priority.update(
-                &m.kernel_lost.get_or_create(&ChannelLabels { channel: "priority" }),
-                counter(&self.ebpf, stats::PRIORITY_RINGBUF_FULL),
-            ),
-        }
+        // One statement per family guard: a second get_or_create while the first guard
+        // lives would wait for itself.
+        let main = counter(&self.ebpf, stats::RINGBUF_FULL);
+        let main = c.lost_main.update(&m.kernel_lost.get_or_create(&ChannelLabels { channel: "main" }), main);
+        let priority = counter(&self.ebpf, stats::PRIORITY_RINGBUF_FULL);
+        let priority =
+            c.lost_priority.update(&m.kernel_lost.get_or_create(&ChannelLabels { channel: "priority" }), priority);
+        Lost { main, priority }
     }
 }
 
