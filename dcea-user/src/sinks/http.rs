@@ -147,7 +147,11 @@ impl HttpSink {
                     }
                     Err(why) => {
                         metrics.sink_errors.get_or_create(&labels).inc();
-                        tracing::debug!("{name}: still down: {why}");
+                        if down_since.is_none() {
+                            tracing::warn!("{name}: {why}; spooling until it answers");
+                        } else {
+                            tracing::debug!("{name}: still down: {why}");
+                        }
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                         next_try = Instant::now() + backoff;
                         down_since.get_or_insert_with(Instant::now);

@@ -168,14 +168,18 @@ impl Delivery {
                     Box::new(move || run_writer(Box::new(w), n, q, m, st))
                 }
                 OutputSpec::Http(url) => {
-                    let sink = http::HttpSink::open(http::HttpOptions {
+                    let http_opts = http::HttpOptions {
                         url: url.clone(),
                         ca_file: opts.http_ca_file.clone(),
                         timeout: opts.http_timeout,
                         spool_dir: opts.state_dir.join("spool").join(sink_dir_name(url)),
                         spool_max_bytes: opts.spool_max_bytes,
-                    })
-                    .map_err(Error::Usage)?;
+                    };
+                    // reqwest's blocking client may not be built (or dropped) on an async
+                    // runtime's thread: open it on a plain one, still before start-up ends.
+                    let sink = std::thread::scope(|s| s.spawn(|| http::HttpSink::open(http_opts)).join())
+                        .map_err(|_| Error::Usage(format!("{url}: opening the sink panicked")))?
+                        .map_err(Error::Usage)?;
                     Box::new(move || sink.run(n, q, m, st))
                 }
             };
