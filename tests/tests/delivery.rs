@@ -551,7 +551,12 @@ fn storm_of_20000_hits_becomes_a_handful_of_alerts_and_exact_summaries() {
     let c = docker::Container::run_named(
         "dcea-storm",
         &[],
-        &["sh", "-c", "i=0; while [ $i -lt 20000 ]; do cat /etc/shadow >/dev/null; usleep 700; i=$((i+1)); done"],
+        // 1,000 hits a second for 20 s (about; the loop itself takes time too).
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 20 ]; do j=0; while [ $j -lt 1000 ]; do cat /etc/shadow >/dev/null; j=$((j+1)); done; sleep 1; i=$((i+1)); done",
+        ],
     );
     assert_eq!(c.wait(), 0, "the loop ran");
     let took = started.elapsed();
@@ -567,7 +572,9 @@ fn storm_of_20000_hits_becomes_a_handful_of_alerts_and_exact_summaries() {
     let summaries: Vec<u64> = ours.iter().filter_map(|v| v["output_fields"]["dcea.suppressed"].as_u64()).collect();
     let total = firsts + summaries.iter().sum::<u64>();
     eprintln!("storm: 20000 hits in {took:?} -> {firsts} alerts + {} summaries {summaries:?}", summaries.len());
-    assert!(firsts + summaries.len() as u64 <= 12, "a handful, got {firsts} + {summaries:?}");
+    // One alert and one summary per 10 s window (a busy machine stretches the 20 s).
+    let windows = took.as_secs() / 10 + 2;
+    assert!(firsts <= windows && summaries.len() as u64 <= windows, "a handful, got {firsts} + {summaries:?} in {took:?}");
     assert!(!summaries.is_empty(), "summaries carry the count");
     let (lost_main, lost_priority) = kernel_lost(&summary);
     if lost_main == 0 {
