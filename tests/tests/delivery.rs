@@ -54,7 +54,11 @@ impl Agent {
             if let Some(l) = self.stderr.lock().unwrap().iter().find(|l| l.contains(needle)) {
                 return l.clone();
             }
-            assert!(Instant::now() < deadline, "no '{needle}' on dcea's stderr within {timeout:?}:\n{}", self.stderr_text());
+            assert!(
+                Instant::now() < deadline,
+                "no '{needle}' on dcea's stderr within {timeout:?}:\n{}",
+                self.stderr_text()
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -365,7 +369,10 @@ fn unwritable_file_sink_is_a_clear_start_up_error() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--output file:/proc/dcea-no-such-dir/alerts.json: cannot open it for appending"), "{stderr}");
+    assert!(
+        stderr.contains("--output file:/proc/dcea-no-such-dir/alerts.json: cannot open it for appending"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("dcea: ready"), "{stderr}");
 }
 
@@ -443,8 +450,12 @@ action(type="omfile" file="{out}" template="fields")
         assert_eq!(f[1], "2", "Critical is severity 2: {l}");
         assert_eq!(f[2], "3", "facility daemon: {l}");
         assert_eq!(f[3], "dcea", "{l}");
-        assert!(f[5].starts_with("[dcea@32473 rule=\"Container escape into host namespace\" priority=\"Critical\""), "{l}");
-        let json: Value = serde_json::from_str(f[6].trim()).unwrap_or_else(|e| panic!("MSG is not the JSON ({e}): {l}"));
+        assert!(
+            f[5].starts_with("[dcea@32473 rule=\"Container escape into host namespace\" priority=\"Critical\""),
+            "{l}"
+        );
+        let json: Value =
+            serde_json::from_str(f[6].trim()).unwrap_or_else(|e| panic!("MSG is not the JSON ({e}): {l}"));
         assert_eq!(json["rule"], ESCAPE_RULE);
     }
 }
@@ -489,7 +500,12 @@ fn metrics_are_scraped_by_a_real_prometheus_and_move() {
             .as_array()
             .map(|rs| {
                 rs.iter()
-                    .map(|r| (r["metric"].to_string(), r["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)))
+                    .map(|r| {
+                        (
+                            r["metric"].to_string(),
+                            r["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -519,7 +535,12 @@ fn metrics_are_scraped_by_a_real_prometheus_and_move() {
     assert!(after >= before + 3.0);
     wait_for("dcea_records_decoded_total", &|v| v > decoded_before);
     wait_for("sum(dcea_alerts_delivered_total{sink=\"stdout\"})", &|v| v >= 3.0);
-    for series in ["dcea_kernel_events_emitted_total", "dcea_kernel_events_lost_total", "dcea_trust_passes_total", "dcea_sink_queue_depth"] {
+    for series in [
+        "dcea_kernel_events_emitted_total",
+        "dcea_kernel_events_lost_total",
+        "dcea_trust_passes_total",
+        "dcea_sink_queue_depth",
+    ] {
         assert!(!query(series).is_empty(), "{series} is not in Prometheus");
     }
     let lost_channels = query("dcea_kernel_events_lost_total");
@@ -546,7 +567,10 @@ fn storm_of_20000_hits_becomes_a_handful_of_alerts_and_exact_summaries() {
     let state = tempfile::tempdir().unwrap();
     let file = state.path().join("alerts.json");
     let sink = format!("file:{}", file.display());
-    let agent = Agent::start(&["--mode", "ebpf", "--state-dir", state.path().to_str().unwrap(), "--output", &sink], Stdio::null());
+    let agent = Agent::start(
+        &["--mode", "ebpf", "--state-dir", state.path().to_str().unwrap(), "--output", &sink],
+        Stdio::null(),
+    );
     let started = Instant::now();
     let c = docker::Container::run_named(
         "dcea-storm",
@@ -574,7 +598,10 @@ fn storm_of_20000_hits_becomes_a_handful_of_alerts_and_exact_summaries() {
     eprintln!("storm: 20000 hits in {took:?} -> {firsts} alerts + {} summaries {summaries:?}", summaries.len());
     // One alert and one summary per 10 s window (a busy machine stretches the 20 s).
     let windows = took.as_secs() / 10 + 2;
-    assert!(firsts <= windows && summaries.len() as u64 <= windows, "a handful, got {firsts} + {summaries:?} in {took:?}");
+    assert!(
+        firsts <= windows && summaries.len() as u64 <= windows,
+        "a handful, got {firsts} + {summaries:?} in {took:?}"
+    );
     assert!(!summaries.is_empty(), "summaries carry the count");
     let (lost_main, lost_priority) = kernel_lost(&summary);
     if lost_main == 0 {
@@ -596,7 +623,16 @@ fn flood_with_a_stalled_stdout_reader_still_delivers_the_escape() {
     let state = tempfile::tempdir().unwrap();
     // Storm control off: every hit is an alert, so the stalled pipe fills and the queue sheds.
     let mut agent = Agent::start(
-        &["--mode", "ebpf", "--state-dir", state.path().to_str().unwrap(), "--storm-window", "0s", "--output-queue", "2000"],
+        &[
+            "--mode",
+            "ebpf",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--storm-window",
+            "0s",
+            "--output-queue",
+            "2000",
+        ],
         Stdio::piped(),
     );
     let stdout = agent.child.stdout.take().unwrap();
@@ -604,7 +640,11 @@ fn flood_with_a_stalled_stdout_reader_still_delivers_the_escape() {
     let loop_shadow = ["sh", "-c", "while true; do cat /etc/shadow >/dev/null; done"];
     let _c1 = docker::Container::run_named("dcea-flood", &[], &loop_shadow);
     let _c2 = docker::Container::run_named("dcea-flood", &[], &loop_shadow);
-    let _c3 = docker::Container::run_named("dcea-flood", &["--privileged"], &["sh", "-c", "while true; do unshare -u true; done"]);
+    let _c3 = docker::Container::run_named(
+        "dcea-flood",
+        &["--privileged"],
+        &["sh", "-c", "while true; do unshare -u true; done"],
+    );
     let stall_start = Instant::now();
     thread::sleep(Duration::from_secs(3));
     let mnt = format!("--mount=/proc/{}/ns/mnt", anchor.pid());
@@ -638,7 +678,9 @@ fn flood_with_a_stalled_stdout_reader_still_delivers_the_escape() {
             lines.push(l);
         }
     }
-    let escape_at = escape_at.unwrap_or_else(|| panic!("no escape alert within 5 s of resuming ({} lines read):\n{}", lines.len(), agent.stderr_text()));
+    let escape_at = escape_at.unwrap_or_else(|| {
+        panic!("no escape alert within 5 s of resuming ({} lines read):\n{}", lines.len(), agent.stderr_text())
+    });
     let latency_ms = (escape_at - resumed) / 1_000_000;
     eprintln!("flood: escape read {latency_ms} ms after the reader resumed ({} lines before it)", lines.len());
     assert!(latency_ms < 1000, "the escape within 1 s of resuming, took {latency_ms} ms");

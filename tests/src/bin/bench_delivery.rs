@@ -39,7 +39,8 @@ fn cpu_seconds_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let ticks: f64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
@@ -68,7 +69,11 @@ fn synthetic(n: u64, storm: bool) {
         outputs: vec![OutputSpec::File(dir.path().join("alerts.json"))],
         state_dir: dir.path().into(),
         queue_len: n as usize + 16,
-        storm: if storm { StormOptions::default() } else { StormOptions { window: Duration::ZERO, ..Default::default() } },
+        storm: if storm {
+            StormOptions::default()
+        } else {
+            StormOptions { window: Duration::ZERO, ..Default::default() }
+        },
         ..Default::default()
     };
     let alerts: Vec<Alert> = (0..n).map(hit).collect();
@@ -102,7 +107,18 @@ fn container_flood(opens: u64) -> Option<(f64, String)> {
     let helper = dcea_tests::helper_bin();
     let started = Instant::now();
     let out = Command::new("docker")
-        .args(["run", "--rm", "--network", "none", "-v", "/usr:/usr:ro", "-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro"])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "/usr:/usr:ro",
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+        ])
         .arg("-v")
         .arg(format!("{}:/dcea-test-helper:ro", helper.display()))
         .args([dcea_tests::docker::IMAGE, "/dcea-test-helper", "open-loop", "/etc/shadow", &opens.to_string()])
@@ -118,7 +134,8 @@ fn real(opens: u64, storm_window: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = format!("file:{}", dir.path().join("alerts.json").display());
     let state = dir.path().to_str().unwrap().to_string();
-    let monitor = dcea_tests::Monitor::start(&["--state-dir", &state, "--output", &file, "--storm-window", storm_window]);
+    let monitor =
+        dcea_tests::Monitor::start(&["--state-dir", &state, "--output", &file, "--storm-window", storm_window]);
     let pid = monitor.pid();
     let cpu0 = cpu_seconds_of(pid);
     let wall = Instant::now();
@@ -133,10 +150,7 @@ fn real(opens: u64, storm_window: &str) {
     let rss = status_kb(&pid.to_string(), "VmHWM:") / 1024;
     let summary = monitor.stop().into_iter().find(|l| l.contains("dcea: stopping")).unwrap_or_default();
     let num_before = |needle: &str| -> u64 {
-        summary
-            .find(needle)
-            .and_then(|i| summary[..i].trim_end().rsplit([' ', ',']).next()?.parse().ok())
-            .unwrap_or(0)
+        summary.find(needle).and_then(|i| summary[..i].trim_end().rsplit([' ', ',']).next()?.parse().ok()).unwrap_or(0)
     };
     let alerts = num_before(" alerts, ");
     let lost = num_before(" lost (ring buffer full)");
