@@ -523,7 +523,7 @@ fn metrics_are_scraped_by_a_real_prometheus_and_move() {
         }
     };
     wait_for("up{job=\"dcea\"}", &|v| v == 1.0);
-    assert_eq!(wait_for("dcea_programs_attached", &|v| v > 0.0) as u64 > 0, true);
+    assert!(wait_for("dcea_programs_attached", &|v| v > 0.0) > 0.0);
     let escapes = "sum(dcea_alerts_total{rule=\"Container escape into host namespace\"}) or vector(0)";
     let before = wait_for(escapes, &|_| true);
     let decoded_before = wait_for("dcea_records_decoded_total", &|_| true);

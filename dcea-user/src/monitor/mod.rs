@@ -346,14 +346,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     router.trust = None;
     let summary = worker.stop();
     drain_trust(&mut trust_rx, &mut router);
-    let delivery_part = format!(
-        "delivery: {} alerts, {} folded by storm control, {} shed; {}",
-        router.delivery.submitted,
-        router.delivery.suppressed,
-        router.delivery.shed,
-        router.delivery.delivered().iter().map(|(n, d)| format!("{n} delivered {d}")).collect::<Vec<_>>().join(", ")
-    );
-    router.delivery.stop(STOP_GRACE);
+    let delivery_part = router.delivery.stop(STOP_GRACE).to_string();
     print_summary(kernel.as_ref(), &summary, &delivery_part);
     result
 }

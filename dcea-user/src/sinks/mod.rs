@@ -127,10 +127,41 @@ pub struct Delivery {
     sinks: Vec<SinkHandle>,
     metrics: Arc<Metrics>,
     summaries: Vec<Alert>,
-    /// Per rule: what was shed across sinks (shown at stop).
+    /// Alerts shed from full queues (all sinks).
     pub shed: u64,
+    /// Alerts folded by storm control, and the summaries that carried their counts.
     pub suppressed: u64,
+    pub storm_summaries: u64,
     pub submitted: u64,
+}
+
+/// What the delivery stage did, after its sinks stopped.
+#[derive(Debug, Clone)]
+pub struct DeliverySummary {
+    pub submitted: u64,
+    pub suppressed: u64,
+    pub storm_summaries: u64,
+    pub shed: u64,
+    /// Per sink: delivered, and what was still queued when the grace ran out.
+    pub sinks: Vec<(String, u64, usize)>,
+}
+
+impl std::fmt::Display for DeliverySummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} alerts, {} folded by storm control into {} storm summaries, {} shed; ",
+            self.submitted, self.suppressed, self.storm_summaries, self.shed
+        )?;
+        let sinks: Vec<String> = self
+            .sinks
+            .iter()
+            .map(|(n, d, left)| {
+                if *left > 0 { format!("{n} delivered {d} ({left} left queued)") } else { format!("{n} delivered {d}") }
+            })
+            .collect();
+        write!(f, "{}", sinks.join(", "))
+    }
 }
 
 fn sink_dir_name(name: &str) -> String {
@@ -195,6 +226,7 @@ impl Delivery {
             sinks,
             metrics,
             summaries: Vec::new(),
+            storm_summaries: 0,
             shed: 0,
             suppressed: 0,
             submitted: 0,
@@ -214,6 +246,7 @@ impl Delivery {
         let mut summaries = std::mem::take(&mut self.summaries);
         let decision = self.storm.admit(&alert, now, &mut summaries);
         for s in summaries.drain(..) {
+            self.storm_summaries += 1;
             self.enqueue(Arc::new(s));
         }
         self.summaries = summaries;
@@ -245,6 +278,7 @@ impl Delivery {
     /// Once a second: storm summaries of ended windows; the first fatal sink error.
     pub fn tick(&mut self) -> Result<(), Error> {
         for s in self.storm.expire(Instant::now()) {
+            self.storm_summaries += 1;
             self.enqueue(Arc::new(s));
         }
         for s in &self.sinks {
@@ -270,8 +304,9 @@ impl Delivery {
 
     /// Summarise open storm windows, let every sink drain its queue (network sinks spool the
     /// rest) for up to `grace`, then return.
-    pub fn stop(mut self, grace: Duration) {
+    pub fn stop(mut self, grace: Duration) -> DeliverySummary {
         for s in self.storm.flush(Instant::now()) {
+            self.storm_summaries += 1;
             self.enqueue(Arc::new(s));
         }
         for s in &self.sinks {
@@ -294,6 +329,17 @@ impl Delivery {
                     s.queue.len()
                 );
             }
+        }
+        DeliverySummary {
+            submitted: self.submitted,
+            suppressed: self.suppressed,
+            storm_summaries: self.storm_summaries,
+            shed: self.shed,
+            sinks: self
+                .sinks
+                .iter()
+                .map(|s| (s.name.clone(), s.status.delivered.load(Ordering::Relaxed), s.queue.len()))
+                .collect(),
         }
     }
 }
