@@ -253,7 +253,7 @@ pub mod flags {
 pub mod stats {
     /// Events written to the ring buffer.
     pub const EMITTED: u32 = 0;
-    /// Events lost because the ring buffer was full.
+    /// Events lost because the main ring buffer was full.
     pub const RINGBUF_FULL: u32 = 1;
     /// Tasks not tracked because the task map could not take them.
     pub const TASKS_FULL: u32 = 2;
@@ -261,7 +261,9 @@ pub mod stats {
     pub const KILLED: u32 = 3;
     /// Behaviour records written (a subset of EMITTED).
     pub const BEHAVIOURS: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// Events lost because the priority ring buffer was full.
+    pub const PRIORITY_RINGBUF_FULL: u32 = 5;
+    pub const COUNT: u32 = 6;
 }
 
 pub const COMM_LEN: usize = 16;

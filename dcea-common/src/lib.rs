@@ -19,6 +19,9 @@ pub use event::*;
 /// exactly these names; userspace looks them up through these constants.
 pub mod names {
     pub const EVENTS_MAP: &str = "DCEA_EVENTS";
+    /// The priority channel: records that can be escapes, namespace or credential tampering
+    /// or enforce kills, so a flood of behaviour records never crowds them out.
+    pub const PRIORITY_EVENTS_MAP: &str = "DCEA_PRIORITY";
     pub const TASKS_MAP: &str = "DCEA_TASKS";
     pub const STATS_MAP: &str = "DCEA_STATS";
     pub const CONFIG_GLOBAL: &str = "DCEA_CONFIG";

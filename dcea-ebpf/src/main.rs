@@ -37,6 +37,12 @@ static DCEA_EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 /// 4 MiB: about 6,600 records, 65 ms of a 100,000 transitions/s burst between drains.
 const RING_BYTES: u32 = 4 << 20;
 
+/// Records that can be escapes, tampering or kills (setns, credential reports, changes a
+/// hook cannot make): rare, so 512 KiB (about 800 records) is never crowded by a flood.
+#[map]
+static DCEA_PRIORITY: RingBuf = RingBuf::with_byte_size(PRIORITY_RING_BYTES, 0);
+const PRIORITY_RING_BYTES: u32 = 512 << 10;
+
 /// Per-task state keyed by kernel task id. LRU so a node with more threads than entries
 /// degrades to re-learning the oldest tasks instead of refusing new ones.
 #[map]
@@ -209,8 +215,13 @@ fn emit(
         }
     };
     let may_escape = kind == EventKind::Transition && matches!(hook, Hook::Setns);
-    let Some(mut entry) = DCEA_EVENTS.reserve::<Event>(0) else {
-        count(stats::RINGBUF_FULL);
+    // The priority channel: everything that can become an escape, tampering or kill alert.
+    // Unshare/clone/fork records of containers (nested namespaces, the rules' input) and the
+    // runtimes' summaries stay on the main ring with the behaviour records.
+    let priority = always_urgent || may_escape;
+    let reserved = if priority { DCEA_PRIORITY.reserve::<Event>(0) } else { DCEA_EVENTS.reserve::<Event>(0) };
+    let Some(mut entry) = reserved else {
+        count(if priority { stats::PRIORITY_RINGBUF_FULL } else { stats::RINGBUF_FULL });
         return false;
     };
     let ev = entry.as_mut_ptr();
@@ -258,7 +269,14 @@ fn emit(
         ev.flags = fl;
         urgent
     };
-    entry.submit(wakeup_flags(urgent));
+    // The priority ring is small and rare: every urgent record wakes the agent, the rest
+    // (a runtime's own setns) wait for the drain.
+    let wake = if priority {
+        if urgent { BPF_RB_FORCE_WAKEUP as u64 } else { BPF_RB_NO_WAKEUP as u64 }
+    } else {
+        wakeup_flags(urgent)
+    };
+    entry.submit(wake);
     count(stats::EMITTED);
     true
 }

@@ -1,12 +1,13 @@
 //! Command line.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
     monitor::{CommitCredsHook, Mode, MonitorOptions, btf::VMLINUX_BTF},
     output::Format,
+    sinks::{DeliveryOptions, OutputSpec, StormOptions},
     trust::cli::{StateDirArg, TrustCommand},
 };
 
@@ -94,7 +95,7 @@ pub struct KernelArgs {
 pub struct MonitorArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
-    /// Alert format on stdout.
+    /// Alert format on stdout and in files (syslog and HTTP always carry JSON).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
     /// Behaviour rules: the embedded defaults plus --rules-dir (reloaded on SIGHUP).
@@ -111,6 +112,95 @@ pub struct MonitorArgs {
     pub interval: Option<Duration>,
     #[command(flatten)]
     pub state: StateDirArg,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
+}
+
+/// Where alerts go, and how they get there.
+#[derive(Debug, Args)]
+pub struct DeliveryArgs {
+    /// A sink for alerts; repeat for several at once (each has its own queue) [default:
+    /// stdout]. One of: stdout | file:PATH | syslog[:unix:PATH|:udp://HOST:PORT|:tcp://HOST:PORT]
+    /// (RFC 5424; plain `syslog` is unix:/dev/log) | http(s)://HOST[:PORT]/PATH (Falcosidekick:
+    /// a POST of the Falco JSON; spooled under --state-dir while the receiver is down).
+    #[arg(long = "output", value_name = "SINK")]
+    pub outputs: Vec<OutputSpec>,
+    /// Serve Prometheus metrics (/metrics) and a health check (/healthz) here, e.g.
+    /// 127.0.0.1:9376 [default: not served].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Storm control: repeats of one rule for one container and executable within this
+    /// window become the first alert and one summary (`dcea.suppressed`); 0s turns it off.
+    /// Critical escape and tampering alerts are never folded.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_window)]
+    pub storm_window: Duration,
+    /// Alerts per key delivered in full within a storm window before repeats are counted.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub storm_burst: u32,
+    /// Storm-control keys tracked at once (memory bound); new keys past it are not folded.
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub storm_max_keys: usize,
+    /// Alerts each sink's queue holds; a full queue sheds the lowest priority, oldest first.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(16..=10_000_000))]
+    pub output_queue: u64,
+    /// Bound of each HTTP sink's on-disk spool (`64MiB`, `1GiB`); the last tenth is kept for
+    /// Critical alerts.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub spool_max_bytes: u64,
+    /// PEM bundle of the CAs an https:// sink's certificate must chain to [default: the
+    /// system's roots].
+    #[arg(long, value_name = "PATH")]
+    pub http_ca_file: Option<PathBuf>,
+    /// Timeout of one HTTP delivery (connect and response).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub http_timeout: Duration,
+    /// Rotate a file sink when it would exceed this size (0: never).
+    #[arg(long, value_name = "SIZE", default_value = "100MiB", value_parser = parse_size)]
+    pub file_max_bytes: u64,
+    /// Rotated files kept (PATH.1 … PATH.N).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub file_keep: u32,
+}
+
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 1m, 0s to turn off)"))?;
+    if d > Duration::from_secs(24 * 3600) {
+        return Err("the storm window must be at most 24h".into());
+    }
+    Ok(d)
+}
+
+/// `1024`, `64KiB`, `256MiB`, `1GiB` (also K/M/G, powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a size such as 64MiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit (B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?}: too large"))
+}
+
+impl DeliveryArgs {
+    pub fn options(&self, format: Format, state_dir: PathBuf) -> DeliveryOptions {
+        DeliveryOptions {
+            outputs: if self.outputs.is_empty() { vec![OutputSpec::Stdout] } else { self.outputs.clone() },
+            format,
+            queue_len: self.output_queue as usize,
+            storm: StormOptions { window: self.storm_window, burst: self.storm_burst, max_keys: self.storm_max_keys },
+            state_dir,
+            spool_max_bytes: self.spool_max_bytes,
+            http_ca_file: self.http_ca_file.clone(),
+            http_timeout: self.http_timeout,
+            file_max_bytes: self.file_max_bytes,
+            file_keep: self.file_keep,
+        }
+    }
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -128,6 +218,8 @@ impl MonitorArgs {
             interval: self.interval,
             state_dir: self.state.state_dir.clone(),
             rules: self.rules.load_options(),
+            delivery: self.delivery.options(self.format, self.state.state_dir.clone()),
+            metrics_addr: self.delivery.metrics_addr,
             ..self.kernel.monitor_options(self.format)
         }
     }
@@ -146,6 +238,44 @@ impl KernelArgs {
             state_dir: crate::trust::DEFAULT_STATE_DIR.into(),
             rules: crate::rules::LoadOptions::default(),
             commit_creds: self.commit_creds,
+            delivery: crate::sinks::DeliveryOptions { format, ..Default::default() },
+            metrics_addr: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_delivery_flags_parse() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("12 parsecs").is_err());
+        let cli = Cli::try_parse_from([
+            "dcea",
+            "monitor",
+            "--output",
+            "stdout",
+            "--output",
+            "file:/tmp/a.json",
+            "--output",
+            "http://127.0.0.1:2801/",
+            "--metrics-addr",
+            "127.0.0.1:9376",
+            "--storm-window",
+            "0s",
+        ])
+        .unwrap();
+        let Command::Monitor(m) = cli.command else { panic!("monitor") };
+        let o = m.options();
+        assert_eq!(o.delivery.outputs.len(), 3);
+        assert_eq!(o.delivery.storm.window, Duration::ZERO);
+        assert_eq!(o.metrics_addr, Some("127.0.0.1:9376".parse().unwrap()));
+        let e = Cli::try_parse_from(["dcea", "monitor", "--output", "kafka://x"]).unwrap_err().to_string();
+        assert!(e.contains("unknown output"), "{e}");
     }
 }

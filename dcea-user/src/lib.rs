@@ -3,15 +3,19 @@
 //! Capabilities, one folder each: `monitor` (kernel programs, ring buffer, start-up report),
 //! `trust` (host reference and transition verdicts), `container` (which container a process
 //! belongs to), `output` (Falco-shaped alerts as JSON lines or text), `rules` (Falco-language
-//! behaviour rules: loader, compiler, evaluator, default ruleset).
+//! behaviour rules: loader, compiler, evaluator, default ruleset), `sinks` (the one delivery
+//! stage: storm control, per-sink queues, stdout/file/syslog/HTTP with a spool), `metrics`
+//! (Prometheus series and the health check).
 
 pub mod cli;
 pub mod container;
 pub mod measure;
+pub mod metrics;
 pub mod monitor;
 pub mod output;
 pub mod rules;
 pub mod scan;
+pub mod sinks;
 pub mod sys;
 pub mod trust;
 

@@ -4,22 +4,22 @@ pub mod alert;
 pub mod behaviour;
 pub mod btf;
 pub mod decode;
+pub mod dedup;
+pub mod kernel;
 pub mod loader;
+pub mod loss;
 pub mod pipeline;
 pub mod rules_event;
 
 use std::{
-    collections::HashMap,
-    io::{self, BufWriter},
+    net::SocketAddr,
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
-use dcea_common::{names, stats};
+use dcea_common::stats;
 use tokio::{
-    io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
     sync::mpsc::UnboundedReceiver,
 };
@@ -30,13 +30,17 @@ pub use pipeline::{AlertContext, Pipeline};
 use crate::{
     Error,
     container::{engine, metadata::MetadataCache},
-    output::{Alert, Format, Sink},
+    metrics::Metrics,
+    output::{Alert, Format},
+    sinks::{Decision, Delivery, DeliveryOptions},
     trust::{
-        HostNamespaces, TrustChecker, TrustStore, TrustWorker,
+        HostNamespaces, PassStats, TrustChecker, TrustHandle, TrustStore, TrustWorker,
         db::Loaded,
-        worker::{Output, WorkerOptions, WorkerSummary},
+        worker::{Note, Output, WorkerOptions, WorkerSummary},
     },
 };
+use dedup::Dedup;
+use kernel::{Kernel, readable};
 
 /// Where escapes are seen: the kernel programs, or periodic passes over /proc.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,6 +67,10 @@ pub struct MonitorOptions {
     /// Where behaviour rules come from (reloaded on SIGHUP).
     pub rules: crate::rules::LoadOptions,
     pub commit_creds: CommitCredsHook,
+    /// Sinks, queues, storm control and spools.
+    pub delivery: DeliveryOptions,
+    /// `/metrics` and `/healthz`; `None`: not served.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Trust passes beside the kernel programs are a safety net (escapes before dcea started,
@@ -72,7 +80,7 @@ pub const SAFETY_NET_INTERVAL: Duration = Duration::from_secs(30);
 const SAVE_EVERY: Duration = Duration::from_secs(10);
 
 impl MonitorOptions {
-    fn load_options(&self, host: HostNamespaces) -> loader::LoadOptions<'_> {
+    pub(crate) fn load_options(&self, host: HostNamespaces) -> loader::LoadOptions<'_> {
         loader::LoadOptions {
             btf_path: &self.btf_path,
             host,
@@ -87,21 +95,6 @@ impl MonitorOptions {
 pub fn probe(opts: &MonitorOptions) -> Result<StartupReport, Error> {
     let host = HostNamespaces::detect(opts.host_ns_pid)?;
     Ok(loader::load(opts.load_options(host))?.report)
-}
-
-fn kernel_counter(ebpf: &aya::Ebpf, index: u32) -> u64 {
-    ebpf.map(names::STATS_MAP)
-        .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
-        .and_then(|a| a.get(&index, 0).ok())
-        .map(|v| v.iter().sum())
-        .unwrap_or(0)
-}
-
-/// The kernel side of a running monitor.
-struct Kernel {
-    ebpf: aya::Ebpf,
-    ring: AsyncFd<RingBuf<MapData>>,
-    pipeline: Pipeline,
 }
 
 /// Errors that mean "no eBPF here" (auto mode polls instead), as opposed to errors that stop
@@ -133,20 +126,6 @@ fn load_rules(opts: &crate::rules::LoadOptions) -> Result<crate::rules::RuleSet,
     Ok(set)
 }
 
-fn start_kernel(opts: &MonitorOptions, ctx: &AlertContext) -> Result<Kernel, Error> {
-    let loader::Loaded { mut ebpf, report } = loader::load(opts.load_options(ctx.host.clone()))?;
-    eprint!("{}", report.render_text());
-    let ring =
-        ebpf.take_map(names::EVENTS_MAP).ok_or_else(|| Error::Load(format!("map {} missing", names::EVENTS_MAP)))?;
-    let ring = RingBuf::try_from(ring).map_err(|e| Error::Load(e.to_string()))?;
-    // SAFETY: the RingBuf owns its map fd, which stays open while the AsyncFd owns the RingBuf.
-    let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| Error::io("polling the ring buffer", e.into()))?;
-    let attached = report.attached();
-    eprintln!("dcea: kernel programs attached ({attached})");
-    Ok(Kernel { ebpf, ring, pipeline: Pipeline::new(ctx.clone()) })
-}
-
 /// The trust database of `--state-dir`, or none (with the reason said) when another agent
 /// writes it.
 fn open_store(opts: &MonitorOptions) -> Result<(Option<TrustStore>, Loaded), Error> {
@@ -168,6 +147,41 @@ fn open_store(opts: &MonitorOptions) -> Result<(Option<TrustStore>, Loaded), Err
     }
 }
 
+/// Where every alert goes: cross-path escape de-duplication, then the delivery stage (storm
+/// control and the per-sink queues). Never blocks.
+struct Router {
+    delivery: Delivery,
+    dedup: Dedup,
+    metrics: Arc<Metrics>,
+    trust: Option<TrustHandle>,
+}
+
+impl Router {
+    /// A kernel alert is also told to the trust thread (escapes remembered, the process
+    /// re-checked); repeats that storm control folds are not re-checked again.
+    fn kernel_alert(&mut self, alert: Alert) {
+        let note = Note::of(&alert);
+        let decision = if self.dedup.admit(&alert) { self.delivery.submit(alert) } else { Decision::Suppress };
+        if let Some(t) = &self.trust
+            && t.note(note, decision == Decision::Deliver)
+        {
+            self.metrics.trust_rechecks.inc();
+        }
+    }
+
+    /// Alerts of the trust passes and re-checks.
+    fn trust_alert(&mut self, alert: Alert) {
+        if self.dedup.admit(&alert) {
+            self.delivery.submit(alert);
+        }
+    }
+
+    fn trust_pass(&self, st: &PassStats) {
+        self.metrics.trust_passes.inc();
+        self.metrics.trust_pass_seconds.observe(st.elapsed_us as f64 / 1e6);
+    }
+}
+
 pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     if !crate::sys::is_root() {
         return Err(Error::NotRoot);
@@ -178,18 +192,26 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::io("installing SIGTERM handler", e))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("installing SIGHUP handler", e))?;
+    let mut sigusr1 = signal(SignalKind::user_defined1()).map_err(|e| Error::io("installing SIGUSR1 handler", e))?;
     let host = HostNamespaces::detect(opts.host_ns_pid)?;
     crate::container::host_fs::set_host_mountinfo(&host.mountinfo_path());
     // A ruleset that does not load is an error at start (fix it with `dcea rules validate`);
     // on SIGHUP the last good one stays.
     let mut rules = Arc::new(load_rules(&opts.rules).map_err(Error::Usage)?);
+    // Sinks open before the programs load: an unwritable file or a bad CA is a start-up error.
+    let metrics = Metrics::new();
+    let delivery = Delivery::start(&opts.delivery, metrics.clone())?;
+    if let Some(addr) = opts.metrics_addr {
+        let local = crate::metrics::server::spawn(addr, metrics.clone())?;
+        eprintln!("dcea: metrics on http://{local}/metrics, health on http://{local}/healthz");
+    }
     let metadata = MetadataCache::start(engine::socket_path());
     let ctx = AlertContext::new(host, metadata.clone());
 
     let mut kernel = match opts.mode {
         Mode::Poll => None,
-        Mode::Ebpf => Some(start_kernel(&opts, &ctx)?),
-        Mode::Auto => match start_kernel(&opts, &ctx) {
+        Mode::Ebpf => Some(Kernel::start(&opts, &ctx)?),
+        Mode::Auto => match Kernel::start(&opts, &ctx) {
             Ok(k) => Some(k),
             Err(e) if ebpf_unavailable(&e) => {
                 eprintln!(
@@ -204,9 +226,13 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     };
     if let Some(k) = kernel.as_mut() {
         k.pipeline.rules = Some(rules.clone());
+        metrics.programs_attached.set(k.attached as i64);
+        metrics.health.attached.store(true, Ordering::Relaxed);
     } else {
         eprintln!("dcea: behaviour rules need the kernel programs: not evaluated in poll mode");
+        metrics.health.polling.store(true, Ordering::Relaxed);
     }
+    metrics.health.beat();
     let interval = opts.interval.unwrap_or(if kernel.is_some() { SAFETY_NET_INTERVAL } else { POLL_INTERVAL });
     // Names in the first pass's alerts: wait briefly for the engine's first listing.
     metadata.wait_ready(Duration::from_secs(2));
@@ -219,23 +245,29 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     let (tx, mut trust_rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = TrustWorker::spawn(checker, WorkerOptions { interval, store, save_every: SAVE_EVERY }, tx)
         .map_err(|e| Error::io("starting the trust thread", e))?;
-    let trust = worker.handle.clone();
+    let mut router =
+        Router { delivery, dedup: Dedup::default(), metrics: metrics.clone(), trust: Some(worker.handle.clone()) };
 
-    let mut sink = Sink::new(BufWriter::new(io::stdout()), opts.format);
-    let mut dedup = Dedup::default();
-    // Alerts of the first pass come before its summary.
+    // Alerts of the first pass come before its summary. The kernel is drained meanwhile, so
+    // a long first pass cannot fill the ring buffers.
+    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
     let first = loop {
-        match trust_rx.recv().await {
-            Some(Output::Alert(a)) => {
-                if dedup.admit(&a) {
-                    write_or_stop(sink.write(&a))?;
+        tokio::select! {
+            out = trust_rx.recv() => match out {
+                Some(Output::Alert(a)) => router.trust_alert(*a),
+                Some(Output::FirstPass(st)) => break st,
+                Some(Output::Pass(_)) => {}
+                None => return Err(Error::Usage("the trust thread stopped during its first pass".into())),
+            },
+            _ = drain.tick() => {
+                metrics.health.beat();
+                if let Some(k) = kernel.as_mut() {
+                    k.drain(|a| router.kernel_alert(a));
                 }
             }
-            Some(Output::FirstPass(st)) => break st,
-            None => return Err(Error::Usage("the trust thread stopped during its first pass".into())),
         }
     };
-    write_or_stop(sink.flush())?;
+    router.trust_pass(&first);
     let mode = if kernel.is_some() { "ebpf" } else { "poll" };
     eprintln!(
         "dcea: ready (mode {mode}; trust pass every {}: {} containers, {} container processes, {} violations, first pass {:.1} ms)",
@@ -246,44 +278,48 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         first.elapsed_us as f64 / 1000.0
     );
 
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    // The kernel wakes us at once only for possible alerts; everything else is read here.
-    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
-    let mut lost_reported = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut loss = loss::LossWatch::new(Duration::from_secs(10));
+    let mut last_expire = Instant::now();
 
     let result = loop {
         tokio::select! {
-            guard = readable(&mut kernel) => {
-                // Clear before draining: the kernel's adaptive wakeup fires only when we have
-                // caught up, so a wakeup cleared after the drain would be lost for good.
-                match guard {
-                    Ok(mut g) => g.clear_ready(),
-                    Err(e) => break Err(Error::io("polling the ring buffer", e)),
+            biased;
+            ready = readable(&mut kernel) => {
+                if let Err(e) = ready { break Err(Error::io("polling the ring buffers", e)) }
+                if let Some(k) = kernel.as_mut() {
+                    k.drain(|a| router.kernel_alert(a));
                 }
-                if let Some(k) = kernel.as_mut()
-                    && let Err(e) = consume(k, &mut sink, &mut dedup, &trust) { break Err(e) }
             }
             _ = drain.tick(), if kernel.is_some() => {
-                if let Some(k) = kernel.as_mut()
-                    && let Err(e) = consume(k, &mut sink, &mut dedup, &trust) { break Err(e) }
+                metrics.health.beat();
+                if let Some(k) = kernel.as_mut() {
+                    k.drain(|a| router.kernel_alert(a));
+                }
             }
             out = trust_rx.recv() => match out {
-                Some(Output::Alert(a)) => {
-                    if dedup.admit(&a)
-                        && let Err(e) = write_or_stop(sink.write(&a).and_then(|()| sink.flush())) { break Err(e) }
-                }
-                Some(Output::FirstPass(_)) => {}
+                Some(Output::Alert(a)) => router.trust_alert(*a),
+                Some(Output::FirstPass(st) | Output::Pass(st)) => router.trust_pass(&st),
                 None => break Err(Error::Usage("the trust thread stopped".into())),
             },
             _ = tick.tick() => {
-                if let Some(k) = &kernel {
-                    let lost = kernel_counter(&k.ebpf, stats::RINGBUF_FULL);
-                    if lost > lost_reported {
-                        tracing::warn!("{} kernel events lost: ring buffer full", lost - lost_reported);
-                        lost_reported = lost;
+                metrics.health.beat();
+                if let Some(k) = kernel.as_mut() {
+                    let lost = k.export(&metrics);
+                    let action = loss.observe(lost, Instant::now(), &ctx.hostname);
+                    if action.trust_pass {
+                        worker.handle.pass_now();
+                    }
+                    if let Some(a) = action.alert {
+                        tracing::warn!("{}", a.output);
+                        router.delivery.submit(a);
                     }
                 }
-                dedup.expire();
+                if let Err(e) = router.delivery.tick() { break Err(e) }
+                if last_expire.elapsed() >= Duration::from_secs(10) {
+                    router.dedup.expire();
+                    last_expire = Instant::now();
+                }
             }
             _ = sighup.recv() => match load_rules(&opts.rules) {
                 Ok(new) => {
@@ -291,50 +327,44 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
                     if let Some(k) = kernel.as_mut() {
                         k.pipeline.rules = Some(rules.clone());
                     }
+                    metrics.rules_reloads.get_or_create(&crate::metrics::ResultLabels { result: "ok" }).inc();
                 }
-                Err(e) => eprintln!("dcea: SIGHUP: keeping the previous {} rules: {e}", rules.rules().len()),
+                Err(e) => {
+                    eprintln!("dcea: SIGHUP: keeping the previous {} rules: {e}", rules.rules().len());
+                    metrics.rules_reloads.get_or_create(&crate::metrics::ResultLabels { result: "error" }).inc();
+                }
             },
+            _ = sigusr1.recv() => router.delivery.reopen(),
             _ = sigterm.recv() => break Ok(()),
             _ = sigint.recv() => break Ok(()),
         }
     };
     // What the kernel queued without a wakeup is still owed to the operator.
     if let Some(k) = kernel.as_mut() {
-        consume(k, &mut sink, &mut dedup, &trust)?;
+        k.drain(|a| router.kernel_alert(a));
+        k.export(&metrics);
     }
+    router.trust = None;
     let summary = worker.stop();
-    drain_trust(&mut trust_rx, &mut sink, &mut dedup)?;
-    print_summary(kernel.as_ref(), &summary);
+    drain_trust(&mut trust_rx, &mut router);
+    let delivery_part = router.delivery.stop(STOP_GRACE).to_string();
+    print_summary(kernel.as_ref(), &summary, &delivery_part);
     result
 }
 
-/// Readiness of the ring buffer; never ready in poll mode.
-async fn readable(
-    kernel: &mut Option<Kernel>,
-) -> io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, RingBuf<MapData>>> {
-    match kernel {
-        Some(k) => k.ring.readable_mut().await,
-        None => std::future::pending().await,
-    }
-}
+/// How long the sinks get at stop to write what is queued (network sinks spool the rest).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Alerts the trust thread sent while stopping.
-fn drain_trust<W: io::Write>(
-    rx: &mut UnboundedReceiver<Output>,
-    sink: &mut Sink<W>,
-    dedup: &mut Dedup,
-) -> Result<(), Error> {
+fn drain_trust(rx: &mut UnboundedReceiver<Output>, router: &mut Router) {
     while let Ok(out) = rx.try_recv() {
-        if let Output::Alert(a) = out
-            && dedup.admit(&a)
-        {
-            write_or_stop(sink.write(&a))?;
+        if let Output::Alert(a) = out {
+            router.trust_alert(*a);
         }
     }
-    write_or_stop(sink.flush())
 }
 
-fn print_summary(kernel: Option<&Kernel>, trust: &WorkerSummary) {
+fn print_summary(kernel: Option<&Kernel>, trust: &WorkerSummary, delivery: &str) {
     let trust_part = format!(
         "trust: {} passes (slowest {:.1} ms), {} re-checks, {} alerts; {} containers, {} container processes",
         trust.passes,
@@ -346,79 +376,19 @@ fn print_summary(kernel: Option<&Kernel>, trust: &WorkerSummary) {
     );
     match kernel {
         Some(k) => eprintln!(
-            "dcea: stopping: {} records, {} transitions, {} alerts, {} decode errors; kernel: {} emitted, {} lost (ring buffer full), {} untracked (task map full), {} killed; {trust_part}",
+            "dcea: stopping: {} records, {} transitions, {} alerts, {} decode errors; kernel: {} emitted, {} lost (ring buffer full), {} lost on the priority channel, {} untracked (task map full), {} killed; {trust_part}; {delivery}",
             k.pipeline.stats.records,
             k.pipeline.stats.transitions,
             k.pipeline.stats.alerts,
             k.pipeline.stats.decode_errors,
-            kernel_counter(&k.ebpf, stats::EMITTED),
-            kernel_counter(&k.ebpf, stats::RINGBUF_FULL),
-            kernel_counter(&k.ebpf, stats::TASKS_FULL),
-            kernel_counter(&k.ebpf, stats::KILLED),
+            kernel::counter(&k.ebpf, stats::EMITTED),
+            kernel::counter(&k.ebpf, stats::RINGBUF_FULL),
+            kernel::counter(&k.ebpf, stats::PRIORITY_RINGBUF_FULL),
+            kernel::counter(&k.ebpf, stats::TASKS_FULL),
+            kernel::counter(&k.ebpf, stats::KILLED),
         ),
-        None => eprintln!("dcea: stopping (poll mode): {trust_part}"),
-    }
-}
-
-/// One report per escape whichever path finds it first: an escape alert whose host namespace
-/// kinds were all already reported for the same pid (by the kernel, a pass or a re-check)
-/// within the last minutes is dropped. Other rules are never dropped.
-#[derive(Default)]
-struct Dedup {
-    seen: HashMap<u32, (u32, Instant)>,
-}
-
-const DEDUP_WINDOW: Duration = Duration::from_secs(300);
-
-impl Dedup {
-    fn admit(&mut self, alert: &Alert) -> bool {
-        let Some((pid, entered)) = crate::monitor::alert::escape_key(alert) else { return true };
-        let now = Instant::now();
-        let e = self.seen.entry(pid).or_insert((0, now));
-        if now.duration_since(e.1) > DEDUP_WINDOW {
-            *e = (0, now);
-        }
-        let new = entered & !e.0 != 0;
-        e.0 |= entered;
-        e.1 = now;
-        new
-    }
-
-    fn expire(&mut self) {
-        self.seen.retain(|_, (_, t)| t.elapsed() <= DEDUP_WINDOW);
+        None => eprintln!("dcea: stopping (poll mode): {trust_part}; {delivery}"),
     }
 }
 
 const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Process every pending record and flush the alerts they raised; every alert is handed to
-/// the trust thread (remembered, and its process tree re-checked).
-fn consume<W: io::Write>(
-    k: &mut Kernel,
-    sink: &mut Sink<W>,
-    dedup: &mut Dedup,
-    trust: &crate::trust::TrustHandle,
-) -> Result<(), Error> {
-    let before = k.pipeline.stats.records;
-    let rb = k.ring.get_mut();
-    let mut alerts = Vec::new();
-    while let Some(record) = rb.next() {
-        k.pipeline.process_into(&record, &mut alerts);
-        for alert in alerts.drain(..) {
-            trust.note_alert(&alert);
-            if dedup.admit(&alert) {
-                write_or_stop(sink.write(&alert))?;
-            }
-        }
-    }
-    tracing::trace!("consumed {} records", k.pipeline.stats.records - before);
-    write_or_stop(sink.flush())
-}
-
-/// A closed stdout (the consumer went away) ends the monitor cleanly.
-fn write_or_stop(r: io::Result<()>) -> Result<(), Error> {
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Error::io("stdout closed", e)),
-        other => other.map_err(|e| Error::io("writing alerts to stdout", e)),
-    }
-}

@@ -3,7 +3,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::{self, Write},
     time::{Duration, UNIX_EPOCH},
 };
 
@@ -20,6 +19,22 @@ pub enum Priority {
     Notice,
     Informational,
     Debug,
+}
+
+impl Priority {
+    /// The name in alerts (Falco's spelling) and in metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Emergency => "Emergency",
+            Priority::Alert => "Alert",
+            Priority::Critical => "Critical",
+            Priority::Error => "Error",
+            Priority::Warning => "Warning",
+            Priority::Notice => "Notice",
+            Priority::Informational => "Informational",
+            Priority::Debug => "Debug",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -68,31 +83,6 @@ pub fn escape_text(s: &str) -> String {
     s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
-/// Writes alert lines to stdout (alerts only: logs go to stderr).
-pub struct Sink<W: Write> {
-    out: W,
-    format: Format,
-    pub written: u64,
-}
-
-impl<W: Write> Sink<W> {
-    pub fn new(out: W, format: Format) -> Self {
-        Sink { out, format, written: 0 }
-    }
-
-    pub fn write(&mut self, alert: &Alert) -> io::Result<()> {
-        let mut line = render(alert, self.format);
-        line.push('\n');
-        self.out.write_all(line.as_bytes())?;
-        self.written += 1;
-        Ok(())
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,15 +123,5 @@ mod tests {
         assert!(!line.contains('\n') && !line.contains('\r'), "{line}");
         assert!(line.contains("a\\nb\\rc"), "{line}");
         assert!(line.starts_with("2023-11-14T22:13:20.123456789Z Critical Test rule: "), "{line}");
-    }
-
-    #[test]
-    fn sink_writes_lines() {
-        let mut sink = Sink::new(Vec::new(), Format::Json);
-        sink.write(&alert("x")).unwrap();
-        sink.write(&alert("y")).unwrap();
-        let out = String::from_utf8(sink.out).unwrap();
-        assert_eq!(out.lines().count(), 2);
-        assert_eq!(sink.written, 2);
     }
 }

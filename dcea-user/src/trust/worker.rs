@@ -15,7 +15,12 @@ use crate::{monitor::alert::escape_key, output::Alert};
 
 enum Request {
     Recheck(u32),
-    Reported { pid: u32, entered: u32 },
+    /// A full pass now (the kernel lost records: they could have been escapes).
+    Pass,
+    Reported {
+        pid: u32,
+        entered: u32,
+    },
     Stop,
 }
 
@@ -25,6 +30,25 @@ pub enum Output {
     Alert(Box<Alert>),
     /// The first pass is done (the baseline of every running container is taken).
     FirstPass(PassStats),
+    /// A later pass is done (for the metrics).
+    Pass(PassStats),
+}
+
+/// What the trust thread is told about an alert another path raised (see
+/// [`TrustHandle::note`]); taken before the alert is handed to delivery.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Note {
+    escape: Option<(u32, u32)>,
+    pid: Option<u32>,
+}
+
+impl Note {
+    pub fn of(alert: &Alert) -> Note {
+        Note {
+            escape: escape_key(alert),
+            pid: alert.output_fields.get("proc.pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok()),
+        }
+    }
 }
 
 /// Cheap to clone; every method returns at once.
@@ -42,14 +66,28 @@ impl TrustHandle {
     /// Another path raised `alert`: an escape is remembered (so no pass reports it again)
     /// and the process tree it names is re-checked.
     pub fn note_alert(&self, alert: &Alert) {
-        if let Some((pid, entered)) = escape_key(alert) {
+        self.note(Note::of(alert), true);
+    }
+
+    /// As [`TrustHandle::note_alert`]; `recheck: false` only remembers the escape (the
+    /// alert was a storm-controlled repeat whose process was just re-checked). Returns
+    /// whether a re-check was requested.
+    pub fn note(&self, note: Note, recheck: bool) -> bool {
+        if let Some((pid, entered)) = note.escape {
             let _ = self.tx.send(Request::Reported { pid, entered });
         }
-        if let Some(pid) =
-            alert.output_fields.get("proc.pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
-        {
-            self.recheck(pid);
+        match note.pid {
+            Some(pid) if recheck => {
+                self.recheck(pid);
+                true
+            }
+            _ => false,
         }
+    }
+
+    /// Run a full pass now.
+    pub fn pass_now(&self) {
+        let _ = self.tx.send(Request::Pass);
     }
 }
 
@@ -127,9 +165,14 @@ fn run(
                 }
             }
             Ok(Request::Reported { pid, entered }) => checker.note_reported(pid, entered),
+            Ok(Request::Pass) => {
+                if !pass(&mut checker, &mut summary) || out.send(Output::Pass(checker.last)).is_err() {
+                    break;
+                }
+            }
             Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                if !pass(&mut checker, &mut summary) {
+                if !pass(&mut checker, &mut summary) || out.send(Output::Pass(checker.last)).is_err() {
                     break;
                 }
                 // A pass longer than the interval starts the next one after a full interval.

@@ -1,0 +1,140 @@
+//! The kernel side of a running monitor: the two ring buffers (priority first), the drain
+//! into the pipeline, and the kernel's counters.
+
+use std::io;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use dcea_common::{names, stats};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::{AlertContext, MonitorOptions, Pipeline, loader};
+use crate::{
+    Error,
+    metrics::{ChannelLabels, Metrics, TotalTracker},
+};
+
+pub struct Kernel {
+    pub ebpf: aya::Ebpf,
+    /// Possible escapes, tampering, kills: drained before anything else.
+    pub priority: AsyncFd<RingBuf<MapData>>,
+    pub ring: AsyncFd<RingBuf<MapData>>,
+    pub pipeline: Pipeline,
+    pub attached: usize,
+    counters: Counters,
+}
+
+/// The kernel's running totals as last exported.
+#[derive(Default)]
+struct Counters {
+    emitted: TotalTracker,
+    lost_main: TotalTracker,
+    lost_priority: TotalTracker,
+    untracked: TotalTracker,
+    killed: TotalTracker,
+    decoded: TotalTracker,
+    decode_errors: TotalTracker,
+}
+
+/// Records lost since the last look, per channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    pub main: u64,
+    pub priority: u64,
+}
+
+impl Lost {
+    pub fn any(&self) -> bool {
+        self.main + self.priority > 0
+    }
+}
+
+fn ring(ebpf: &mut aya::Ebpf, name: &str) -> Result<AsyncFd<RingBuf<MapData>>, Error> {
+    let map = ebpf.take_map(name).ok_or_else(|| Error::Load(format!("map {name} missing")))?;
+    let rb = RingBuf::try_from(map).map_err(|e| Error::Load(e.to_string()))?;
+    // SAFETY: the RingBuf owns its map fd, which stays open while the AsyncFd owns the RingBuf.
+    unsafe { AsyncFd::register_with_interest(rb, Interest::READABLE) }
+        .map_err(|e| Error::io("polling the ring buffer", e.into()))
+}
+
+pub fn counter(ebpf: &aya::Ebpf, index: u32) -> u64 {
+    ebpf.map(names::STATS_MAP)
+        .and_then(|m| PerCpuArray::<_, u64>::try_from(m).ok())
+        .and_then(|a| a.get(&index, 0).ok())
+        .map(|v| v.iter().sum())
+        .unwrap_or(0)
+}
+
+impl Kernel {
+    pub fn start(opts: &MonitorOptions, ctx: &AlertContext) -> Result<Kernel, Error> {
+        let loader::Loaded { mut ebpf, report } = loader::load(opts.load_options(ctx.host.clone()))?;
+        eprint!("{}", report.render_text());
+        let priority = ring(&mut ebpf, names::PRIORITY_EVENTS_MAP)?;
+        let ring = ring(&mut ebpf, names::EVENTS_MAP)?;
+        let attached = report.attached();
+        eprintln!("dcea: kernel programs attached ({attached})");
+        Ok(Kernel {
+            ebpf,
+            priority,
+            ring,
+            pipeline: Pipeline::new(ctx.clone()),
+            attached,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Process pending records, the priority ring first and again every 256 main records,
+    /// calling `each` with every alert. Never waits: alerts go to bounded queues.
+    pub fn drain(&mut self, mut each: impl FnMut(crate::output::Alert)) {
+        let mut alerts = Vec::new();
+        loop {
+            while let Some(record) = self.priority.get_mut().next() {
+                self.pipeline.process_into(&record, &mut alerts);
+            }
+            alerts.drain(..).for_each(&mut each);
+            let mut n = 0;
+            let rb = self.ring.get_mut();
+            while n < 256
+                && let Some(record) = rb.next()
+            {
+                self.pipeline.process_into(&record, &mut alerts);
+                n += 1;
+            }
+            alerts.drain(..).for_each(&mut each);
+            if n < 256 {
+                break;
+            }
+        }
+    }
+
+    /// Export the kernel's and the pipeline's counters; returns what was lost since the
+    /// last call.
+    pub fn export(&mut self, m: &Metrics) -> Lost {
+        let c = &mut self.counters;
+        c.emitted.update(&m.kernel_emitted, counter(&self.ebpf, stats::EMITTED));
+        c.untracked.update(&m.kernel_untracked, counter(&self.ebpf, stats::TASKS_FULL));
+        c.killed.update(&m.kernel_killed, counter(&self.ebpf, stats::KILLED));
+        c.decoded.update(&m.records_decoded, self.pipeline.stats.records);
+        c.decode_errors.update(&m.decode_errors, self.pipeline.stats.decode_errors);
+        // One statement per family guard: a second get_or_create while the first guard
+        // lives would wait for itself.
+        let main = counter(&self.ebpf, stats::RINGBUF_FULL);
+        let main = c.lost_main.update(&m.kernel_lost.get_or_create(&ChannelLabels { channel: "main" }), main);
+        let priority = counter(&self.ebpf, stats::PRIORITY_RINGBUF_FULL);
+        let priority =
+            c.lost_priority.update(&m.kernel_lost.get_or_create(&ChannelLabels { channel: "priority" }), priority);
+        Lost { main, priority }
+    }
+}
+
+/// Wait until either ring buffer has records (the priority one first) and clear the
+/// readiness before the drain: the kernel's adaptive wakeup fires only when we have caught
+/// up, so a wakeup cleared after the drain would be lost for good. Never ready in poll mode.
+pub async fn readable(kernel: &mut Option<Kernel>) -> io::Result<()> {
+    let Some(k) = kernel else { return std::future::pending().await };
+    tokio::select! {
+        biased;
+        g = k.priority.readable_mut() => g?.clear_ready(),
+        g = k.ring.readable_mut() => g?.clear_ready(),
+    }
+    Ok(())
+}
