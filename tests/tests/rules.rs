@@ -20,7 +20,8 @@ impl Scenario {
         if !require_root(test) || !docker::available(test) {
             return None;
         }
-        Some(Scenario { monitor: Monitor::start(&[]) })
+        // Detection is judged here, not delivery: no storm control folding repeats away.
+        Some(Scenario { monitor: Monitor::start(&["--storm-window", "0s"]) })
     }
 
     /// Run `sh -c script` in a new container with `extra` docker options; wait for it to exit
