@@ -3,9 +3,11 @@
 //! Capabilities, one folder each: `monitor` (kernel programs, ring buffer, start-up report),
 //! `trust` (host reference and transition verdicts), `container` (which container a process
 //! belongs to), `output` (Falco-shaped alerts as JSON lines or text), `rules` (Falco-language
-//! behaviour rules: loader, compiler, evaluator, default ruleset).
+//! behaviour rules: loader, compiler, evaluator, default ruleset), `config` (the monitor's
+//! config file and `DCEA_*` variables, layered over its flags).
 
 pub mod cli;
+pub mod config;
 pub mod container;
 pub mod measure;
 pub mod monitor;
