@@ -160,8 +160,7 @@ pub fn docker_run(ds: &DaemonSet, cm: &ConfigMap, host_path: &dyn Fn(&str) -> Pa
             }
         }
     }
-    let volumes: BTreeMap<&str, _> =
-        spec.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
+    let volumes: BTreeMap<&str, _> = spec.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
     for m in c.volume_mounts.iter().flatten() {
         let v = volumes.get(m.name.as_str()).unwrap_or_else(|| panic!("mount {} has no volume", m.name));
         assert!(m.sub_path.is_none() && m.sub_path_expr.is_none(), "subPath not translated");
@@ -175,7 +174,11 @@ pub fn docker_run(ds: &DaemonSet, cm: &ConfigMap, host_path: &dyn Fn(&str) -> Pa
             }
             src
         } else if let Some(cmv) = &v.config_map {
-            assert_eq!(cmv.name, cm.metadata.name.clone().unwrap_or_default(), "configMap volume names the set's ConfigMap");
+            assert_eq!(
+                cmv.name,
+                cm.metadata.name.clone().unwrap_or_default(),
+                "configMap volume names the set's ConfigMap"
+            );
             let dir = scratch.join(&v.name);
             let data = cm.data.as_ref().expect("ConfigMap data");
             for item in cmv.items.as_ref().expect("configMap items") {

@@ -86,6 +86,17 @@ pub fn sandbox_script(unit: &[(String, String, String)], state_dir: &str, comman
                 );
             }
             "ReadWritePaths" => rw_paths.extend(value.split_whitespace().map(|p| p.trim_start_matches('-').to_string())),
+            // systemd.exec(5): /proc/sys, /proc/sysrq-trigger and friends, and all of /sys,
+            // read-only (every mount below /sys too).
+            "ProtectKernelTunables" if yes => setup.push_str(
+                "for p in /proc/sys /proc/sysrq-trigger /proc/latency_stats /proc/fs /proc/irq /proc/bus /proc/acpi /proc/scsi; do\n\
+                 if [ -e $p ]; then mount --bind $p $p; mount -o remount,bind,ro $p; fi\n\
+                 done\n\
+                 for mp in $(awk '$5 ~ \"^/sys\" {print $5}' /proc/self/mountinfo | sort -u); do mount -o remount,bind,ro \"$mp\"; done\n",
+            ),
+            "ProtectControlGroups" if yes => setup.push_str(
+                "for mp in $(awk '$5 ~ \"^/sys/fs/cgroup\" {print $5}' /proc/self/mountinfo | sort -u); do mount -o remount,bind,ro \"$mp\"; done\n",
+            ),
             "ProtectHome" if yes => setup.push_str(&inaccessible(&["/home", "/root", "/run/user"])),
             "PrivateTmp" if yes => setup.push_str("mount -t tmpfs tmpfs /tmp\nmount -t tmpfs tmpfs /var/tmp\n"),
             "ProtectKernelModules" if yes => setup.push_str(&inaccessible(&["/lib/modules", "/usr/lib/modules"])),
@@ -105,7 +116,11 @@ pub fn sandbox_script(unit: &[(String, String, String)], state_dir: &str, comman
             k if LIMITS.iter().any(|(l, _)| *l == k) => {
                 let opt = LIMITS.iter().find(|(l, _)| *l == k).unwrap().1;
                 let v = if value == "infinity" { "unlimited".to_string() } else { value.clone() };
-                let probe = Command::new("prlimit").arg(format!("{opt}={v}:{v}")).arg("true").status();
+                let probe = Command::new("prlimit")
+                    .arg(format!("{opt}={v}:{v}"))
+                    .arg("true")
+                    .stderr(std::process::Stdio::null())
+                    .status();
                 if probe.is_ok_and(|s| s.success()) {
                     wrap.insert(0, format!("prlimit {opt}={v}:{v}"));
                 } else {
@@ -116,9 +131,7 @@ pub fn sandbox_script(unit: &[(String, String, String)], state_dir: &str, comman
         }
     }
     for p in &rw_paths {
-        setup.push_str(&format!(
-            "if [ -e {p} ]; then mount --bind {p} {p}; mount -o remount,bind,rw {p}; fi\n"
-        ));
+        setup.push_str(&format!("if [ -e {p} ]; then mount --bind {p} {p}; mount -o remount,bind,rw {p}; fi\n"));
     }
     let script = format!("{setup}exec {} {command}\n", wrap.join(" "));
     (script, not_applied)

@@ -42,7 +42,8 @@ fn source_objects() -> Vec<Object> {
         .collect()
 }
 
-const CAPABILITIES: [&str; 7] = ["BPF", "PERFMON", "SYS_ADMIN", "SYS_PTRACE", "SYS_RESOURCE", "DAC_READ_SEARCH", "KILL"];
+const CAPABILITIES: [&str; 7] =
+    ["BPF", "PERFMON", "SYS_ADMIN", "SYS_PTRACE", "SYS_RESOURCE", "DAC_READ_SEARCH", "KILL"];
 
 #[test]
 fn manifests_are_typed_and_hardened() {
@@ -131,7 +132,8 @@ fn manifests_are_typed_and_hardened() {
     assert!(set.is_ok(), "local_rules.yaml: {:?}", set.err().map(|e| e.to_string()));
 
     // Probes on /healthz at the node's loopback, the start-up one patient enough for loading.
-    for (name, probe) in [("startup", &c.startup_probe), ("readiness", &c.readiness_probe), ("liveness", &c.liveness_probe)]
+    for (name, probe) in
+        [("startup", &c.startup_probe), ("readiness", &c.readiness_probe), ("liveness", &c.liveness_probe)]
     {
         let probe = probe.as_ref().unwrap_or_else(|| panic!("{name} probe"));
         let get = probe.http_get.as_ref().unwrap_or_else(|| panic!("{name} probe is not httpGet"));
@@ -225,7 +227,8 @@ fn image_runs_as_the_daemonset_runs_it() {
     let c = Container::run(&["--name", &victim, "--privileged", "--pid=host"], &["sh", "-c", &script]);
     let (alert, _) = agent
         .wait_for(Duration::from_secs(20), |a| a.rule() == ESCAPE_RULE && a.field("container.id") == c.id.as_str());
-    let alert = alert.unwrap_or_else(|| panic!("no escape alert for {victim} on the agent's stdout: {:?}", agent.stderr_lines));
+    let alert =
+        alert.unwrap_or_else(|| panic!("no escape alert for {victim} on the agent's stdout: {:?}", agent.stderr_lines));
     assert_eq!(alert.field("container.name"), victim.as_str(), "named through the mounted runtime socket");
     assert_eq!(alert.field("container.runtime"), "docker");
     assert_eq!(alert.field("proc.name"), "nsenter");
@@ -290,15 +293,22 @@ fn systemd_sandbox_keeps_the_agent_working() {
 
     // The sandbox is real: read-only system, hidden home and tmp, no new privileges, the
     // bounding set, the umask.
-    let probe = "touch /usr/dcea-probe 2>/dev/null && echo usr-writable; ls /root >/dev/null 2>&1 && echo root-visible; \
-         ls /tmp/.X11-unix >/dev/null 2>&1; touch \"$STATE/probe\" && echo state-writable; \
-         grep -E '^(NoNewPrivs|CapBnd)' /proc/self/status; umask";
+    let probe = "touch /usr/dcea-probe 2>/dev/null && echo usr-writable; [ -n \"$(ls -A /root /tmp 2>/dev/null | grep -v ':$')\" ] && echo home-or-tmp-visible; \
+         touch \"$STATE/probe\" && echo state-writable; \
+         grep -E '^(NoNewPrivs|CapBnd)' /proc/self/status; umask; \
+         awk '$5 == \"/sys\" || $5 == \"/proc/sys\" {print \"ro-check\", $5, $6}' /proc/self/mountinfo";
     let (script, not_applied) = systemd::sandbox_script(&u, &state_dir, &format!("sh -c {}", systemd::quote(probe)));
     let out = systemd::sandboxed(&script).env("STATE", &state_dir).output().expect("sandbox probe");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "sandbox probe failed: {}\n{script}", String::from_utf8_lossy(&out.stderr));
-    assert!(!report.contains("usr-writable") && !report.contains("root-visible"), "{report}");
-    assert!(report.contains("state-writable") && report.contains("NoNewPrivs:\t1") && report.contains("0077"), "{report}");
+    assert!(!report.contains("usr-writable") && !report.contains("visible"), "{report}");
+    assert!(
+        report.contains("state-writable") && report.contains("NoNewPrivs:\t1") && report.contains("0077"),
+        "{report}"
+    );
+    // ProtectKernelTunables: /sys and /proc/sys read-only.
+    let ro: Vec<&str> = report.lines().filter(|l| l.starts_with("ro-check")).collect();
+    assert!(ro.len() >= 2 && ro.iter().all(|l| l.ends_with(" ro") || l.contains(" ro,")), "{report}");
     let cap_bnd = report.lines().find_map(|l| l.strip_prefix("CapBnd:\t")).expect("CapBnd");
     let mask = u64::from_str_radix(cap_bnd.trim(), 16).unwrap();
     // CAP_BPF 39, PERFMON 38, SYS_ADMIN 21, SYS_PTRACE 19, SYS_RESOURCE 24, DAC_READ_SEARCH 2, KILL 5.
@@ -361,7 +371,8 @@ fn xtask_install_stages_everything() {
     };
     install();
     let d = dest.path();
-    let mode = |p: &str| std::fs::metadata(d.join(p)).unwrap_or_else(|e| panic!("{p}: {e}")).permissions().mode() & 0o7777;
+    let mode =
+        |p: &str| std::fs::metadata(d.join(p)).unwrap_or_else(|e| panic!("{p}: {e}")).permissions().mode() & 0o7777;
     assert_eq!(mode("opt/dcea/bin/dcea"), 0o755);
     assert_eq!(mode("etc/dcea/dcea.yaml"), 0o600);
     assert_eq!(mode("etc/dcea/rules.d"), 0o755);
