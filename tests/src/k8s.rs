@@ -131,7 +131,12 @@ pub fn docker_run(ds: &DaemonSet, cm: &ConfigMap, host_path: &dyn Fn(&str) -> Pa
     if flag(spec.host_ipc) {
         args.push("--ipc=host".into());
     }
-    args.push(if flag(spec.host_network) { "--network=host".into() } else { "--network=none".into() });
+    if flag(spec.host_network) {
+        // The kubelet's runtimes leave a hostNetwork pod in the host's UTS namespace too.
+        args.extend(["--network=host".into(), "--uts=host".into()]);
+    } else {
+        args.push("--network=none".into());
+    }
     assert!(spec.share_process_namespace.is_none() && spec.host_users.is_none(), "namespace fields not translated");
     // Scheduling and API-side fields have no meaning for one container on one node.
     let _scheduling = (
@@ -196,6 +201,11 @@ pub fn docker_run(ds: &DaemonSet, cm: &ConfigMap, host_path: &dyn Fn(&str) -> Pa
         }
         match m.mount_propagation.as_deref() {
             None | Some("None") => {}
+            // Propagation needs a shared (or slave) host mount, as on a systemd node; this
+            // machine's are private, where neither Docker nor the kubelet can give it.
+            Some(p @ ("HostToContainer" | "Bidirectional")) if !propagates(&source) => {
+                eprintln!("k8s: {}: mountPropagation {p} left out: the host mount is private here", m.mount_path)
+            }
             Some("HostToContainer") => opt.push_str(",bind-propagation=rslave"),
             Some("Bidirectional") => opt.push_str(",bind-propagation=rshared"),
             Some(other) => panic!("mountPropagation {other}"),
@@ -208,6 +218,21 @@ pub fn docker_run(ds: &DaemonSet, cm: &ConfigMap, host_path: &dyn Fn(&str) -> Pa
     args.push(c.image.clone().expect("image"));
     args.extend(c.args.iter().flatten().cloned());
     DockerRun { args, stop_timeout_secs: spec.termination_grace_period_seconds.unwrap_or(30) }
+}
+
+/// Is the mount that holds `path` shared or a slave (so that propagation can be set up)?
+fn propagates(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let mount_point = Path::new(*f.get(4)?);
+            let optional = f.get(6..)?.iter().take_while(|x| **x != "-");
+            let shared = optional.clone().any(|o| o.starts_with("shared:") || o.starts_with("master:"));
+            path.starts_with(mount_point).then_some((mount_point.as_os_str().len(), shared))
+        })
+        .max_by_key(|(len, _)| *len)
+        .is_some_and(|(_, shared)| shared)
 }
 
 fn security_context(sc: &SecurityContext) -> Vec<String> {
