@@ -107,6 +107,9 @@ pub fn sandbox_script(unit: &[(String, String, String)], state_dir: &str, comman
             // adjtimex) cannot be installed without systemd, and dcea never sets the clock.
             "ProtectClock" if yes => not_applied.push("ProtectClock= system call filter".into()),
             "NoNewPrivileges" if yes => wrap.push("setpriv --no-new-privs".into()),
+            // A UTS namespace of its own; its system-call filter (sethostname) is not
+            // installed here, and dcea never sets the host name.
+            "ProtectHostname" if yes => wrap.insert(0, "unshare --uts --".into()),
             "UMask" => setup.push_str(&format!("umask {value}\n")),
             "CapabilityBoundingSet" => {
                 let caps: Vec<String> =

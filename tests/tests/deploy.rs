@@ -297,7 +297,8 @@ fn systemd_sandbox_keeps_the_agent_working() {
     let probe = "touch /usr/dcea-probe 2>/dev/null && echo usr-writable; [ -n \"$(ls -A /root /tmp 2>/dev/null | grep -v ':$')\" ] && echo home-or-tmp-visible; \
          touch \"$STATE/probe\" && echo state-writable; \
          grep -E '^(NoNewPrivs|CapBnd)' /proc/self/status; umask; \
-         awk '$5 == \"/sys\" || $5 == \"/proc/sys\" {print \"ro-check\", $5, $6}' /proc/self/mountinfo";
+         awk '$5 == \"/sys\" || $5 == \"/proc/sys\" {print \"ro-check\", $5, $6}' /proc/self/mountinfo; \
+         readlink /proc/self/ns/uts";
     let (script, not_applied) = systemd::sandbox_script(&u, &state_dir, &format!("sh -c {}", systemd::quote(probe)));
     let out = systemd::sandboxed(&script).env("STATE", &state_dir).output().expect("sandbox probe");
     let report = String::from_utf8_lossy(&out.stdout);
@@ -307,6 +308,9 @@ fn systemd_sandbox_keeps_the_agent_working() {
         report.contains("state-writable") && report.contains("NoNewPrivs:\t1") && report.contains("0077"),
         "{report}"
     );
+    // ProtectHostname: a UTS namespace of its own.
+    let host_uts = std::fs::read_link("/proc/self/ns/uts").unwrap();
+    assert!(report.contains("uts:[") && !report.contains(host_uts.to_str().unwrap()), "{report}");
     // ProtectKernelTunables: /sys and /proc/sys read-only.
     let ro: Vec<&str> = report.lines().filter(|l| l.starts_with("ro-check")).collect();
     assert!(ro.len() >= 2 && ro.iter().all(|l| l.ends_with(" ro") || l.contains(" ro,")), "{report}");
