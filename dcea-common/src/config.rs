@@ -78,6 +78,9 @@ pub struct Offsets {
     pub vfsmount_mnt_root: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    /// chroot/pivot_root: `task->fs` and the `struct path root` in it.
+    pub task_fs: u32,
+    pub fs_struct_root: u32,
     /// `FMODE_CREATED` on this kernel (a macro, so not in BTF: set from the kernel version).
     pub fmode_created: u32,
     pub _pad: u32,
@@ -136,6 +139,8 @@ impl Offsets {
             vfsmount_mnt_root: ABSENT,
             mm_arg_start: ABSENT,
             mm_arg_end: ABSENT,
+            task_fs: ABSENT,
+            fs_struct_root: ABSENT,
             fmode_created: 0,
             _pad: 0,
         }

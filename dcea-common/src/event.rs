@@ -243,6 +243,10 @@ pub mod flags {
     /// reverted before a syscall returns); `new` carries the subjective credentials.
     pub const CRED_SUBJECTIVE: u32 = 1 << 15;
     pub const CRED_TAMPERED: u32 = CRED_REPLACED | CRED_IN_PLACE | CRED_SUBJECTIVE;
+    /// Behaviour (open*): a write-mode open of a file on a disk filesystem (ext4, xfs, btrfs);
+    /// `file` then holds the path within that filesystem (the walk does not cross mounts), so
+    /// userspace can name where the file lives on the host whatever mount led to it.
+    pub const HOST_FS_PATH: u32 = 1 << 16;
 }
 
 /// Indices of the per-CPU counters in the stats map.
@@ -332,7 +336,8 @@ pub mod arg {
     pub const FLAGS: usize = 0;
     /// open*: `i_mode` of the inode; mknod*: the device number; ptrace: target pid.
     pub const MODE: usize = 1;
-    /// open*, finit_module: `s_dev` of the file's superblock (kernel encoding major << 20 | minor).
+    /// open*, finit_module: `s_dev` of the file's superblock (kernel encoding major << 20 | minor);
+    /// chroot/pivot_root: of the task's new root.
     pub const DEV: usize = 2;
     /// open*, finit_module: `s_magic` of the file's superblock.
     pub const MAGIC: usize = 3;
@@ -370,7 +375,8 @@ pub struct Behaviour {
     pub fstype: [u8; FSTYPE_LEN],
     /// open*, finit_module: the opened file's path components, leaf first, across mounts up
     /// to the task's mount namespace root (symlinks and relative paths resolved); an empty
-    /// slot is a mount crossing.
+    /// slot is a mount crossing. With [`flags::HOST_FS_PATH`], up to the filesystem's root
+    /// instead. chroot/pivot_root: the task's new root, read at syscall exit.
     pub file: [[u8; EXE_COMPONENT_LEN]; FILE_STEPS],
 }
 

@@ -114,8 +114,8 @@ pub const BEHAVIOUR: [ProgramSpec; 12] = behaviour![
     "sys_enter_mknod",
     "sys_enter_mknodat",
     "sys_enter_bpf",
-    "sys_enter_chroot",
-    "sys_enter_pivot_root",
+    "sys_exit_chroot",
+    "sys_exit_pivot_root",
 ];
 
 /// Every required program, in attach order.

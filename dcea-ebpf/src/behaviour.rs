@@ -19,7 +19,10 @@ use dcea_common::{
 
 use crate::{
     DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
-    task::{FileInfo, Task, config, dentry_name, nonzero, path_components, read_name_words, read_str, read_user_str},
+    task::{
+        FileInfo, Task, config, dentry_name, dentry_sb_dev_magic, nonzero, path_components, read_name_words, read_str,
+        read_user_str,
+    },
 };
 
 /// 1 when the snapshot's PID namespace is known and not the host's, else 0, without a branch.
@@ -149,6 +152,10 @@ const TRACEFS_MAGIC: u64 = 0x7472_6163;
 const SECURITYFS_MAGIC: u64 = 0x7363_6673;
 const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
 
+const EXT4_SUPER_MAGIC: u64 = 0xef53;
+const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
+const BTRFS_SUPER_MAGIC: u64 = 0x9123_683e;
+
 const FMODE_WRITE: u32 = 0x2;
 const S_IFMT: u32 = 0o170000;
 const S_IFBLK: u32 = 0o060000;
@@ -245,6 +252,17 @@ fn created(info: &FileInfo) -> u64 {
     nonzero((info.f_mode() & fmode_created) as u64)
 }
 
+/// 1 for a write-mode open of a file on a disk filesystem. A container's own files are on
+/// overlay or tmpfs; a disk filesystem is a host directory the runtime bind-mounted, a volume,
+/// or a host disk the container mounted: userspace tells which from where the file lives.
+/// f_mode is read only for files on such filesystems.
+#[inline(always)]
+fn host_fs_write(info: &FileInfo) -> u64 {
+    let m = info.s_magic;
+    let on_disk = m == EXT4_SUPER_MAGIC || m == XFS_SUPER_MAGIC || m == BTRFS_SUPER_MAGIC;
+    (on_disk && info.f_mode() & FMODE_WRITE != 0) as u64
+}
+
 /// open/openat/openat2 return: the descriptor names the file the kernel really opened
 /// (relative paths, symlinks and `..` already resolved), so the filter cannot be dodged by
 /// spelling the path differently.
@@ -262,14 +280,16 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
         return;
     }
     let info = FileInfo::read(file);
-    if !open_is_interesting(&info) {
+    let host_fs = host_fs_write(&info);
+    if host_fs == 0 && !open_is_interesting(&info) {
         return;
     }
     let created = created(&info);
     let open_flags = info.f_flags() as u64 | (created * O_CREAT);
     let args = [open_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
-    emit(hook, task, &snap, ret, args, created as u32 * flags::FILE_CREATED, true, |ev| {
-        ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, &mut ev.file);
+    let record_flags = (created as u32 * flags::FILE_CREATED) | (host_fs as u32 * flags::HOST_FS_PATH);
+    emit(hook, task, &snap, ret, args, record_flags, true, |ev| {
+        ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, host_fs ^ 1, &mut ev.file);
     });
 }
 
@@ -347,7 +367,7 @@ pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
     let args = [module_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
     emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT, true, |ev| {
         read_user_str(params, &mut ev.arg);
-        ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, &mut ev.file);
+        ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, 1, &mut ev.file);
     });
     0
 }
@@ -445,26 +465,30 @@ pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn sys_enter_chroot(ctx: TracePointContext) -> u32 {
+/// chroot/pivot_root return: the task's new root as the kernel set it, its device and path, in
+/// the record itself (the chroot'd command may be gone before userspace could look at /proc).
+#[inline(always)]
+fn on_new_root(hook: Hook, ctx: &TracePointContext) {
+    let ret = crate::sys_exit_ret(ctx);
     let Some((task, snap)) = current_container_task() else {
-        return 0;
+        return;
     };
-    let path = syscall_arg(&ctx, 0);
-    emit(Hook::Chroot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT, true, |ev| read_user_str(path, &mut ev.path));
+    let (vfsmount, dentry) = task.fs_root();
+    let (s_dev, s_magic) = dentry_sb_dev_magic(dentry);
+    emit(hook, task, &snap, ret, [0, 0, s_dev as u64, s_magic], 0, true, |ev| {
+        ev.flags |= flags::FILE_TRUNCATED * path_components(vfsmount, dentry, 1, &mut ev.file);
+    });
+}
+
+#[tracepoint]
+pub fn sys_exit_chroot(ctx: TracePointContext) -> u32 {
+    on_new_root(Hook::Chroot, &ctx);
     0
 }
 
 #[tracepoint]
-pub fn sys_enter_pivot_root(ctx: TracePointContext) -> u32 {
-    let Some((task, snap)) = current_container_task() else {
-        return 0;
-    };
-    let (new_root, put_old) = (syscall_arg(&ctx, 0), syscall_arg(&ctx, 1));
-    emit(Hook::PivotRoot, task, &snap, 0, [0; 4], flags::BEFORE_RESULT, true, |ev| {
-        read_user_str(new_root, &mut ev.path);
-        read_user_str(put_old, &mut ev.arg);
-    });
+pub fn sys_exit_pivot_root(ctx: TracePointContext) -> u32 {
+    on_new_root(Hook::PivotRoot, &ctx);
     0
 }
 

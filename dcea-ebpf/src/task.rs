@@ -395,7 +395,15 @@ pub fn dentry_name(dentry: u64) -> u64 {
 /// or across to the parent mount) are read every time and the right one is selected with
 /// masks; once the walk ends it goes on at address 0, where every read yields zeros.
 #[inline(always)]
-pub fn path_components(vfsmount: u64, dentry: u64, dst: &mut [[u8; EXE_COMPONENT_LEN]; FILE_STEPS]) -> u32 {
+/// `cross_mounts` 1: up to the mount namespace's root, an empty slot at each mount crossing.
+/// 0: up the dentry tree to the filesystem's own root, ignoring mounts (where the file lives in
+/// that filesystem, whatever bind mount led to it).
+pub fn path_components(
+    vfsmount: u64,
+    dentry: u64,
+    cross_mounts: u64,
+    dst: &mut [[u8; EXE_COMPONENT_LEN]; FILE_STEPS],
+) -> u32 {
     let (mount_mnt, mnt_parent, mnt_mountpoint, mnt_root): (u32, u32, u32, u32) = (
         config!(offsets.mount_mnt),
         config!(offsets.mount_mnt_parent),
@@ -410,7 +418,8 @@ pub fn path_components(vfsmount: u64, dentry: u64, dst: &mut [[u8; EXE_COMPONENT
     let mut dentry = if complete { dentry } else { 0 };
     // `struct mount` embeds the `struct vfsmount` the file points to.
     let mut mount = vfsmount.wrapping_sub(mnt_off) & nonzero(vfsmount).wrapping_neg();
-    let mut root = read_ptr(vfsmount, mnt_root);
+    // No mount root to stop at: the walk goes up until the dentry is its own parent.
+    let mut root = read_ptr(vfsmount, mnt_root) & cross_mounts.wrapping_neg();
     let mut i = 0;
     while i < FILE_STEPS {
         let alive = nonzero(dentry);
@@ -438,7 +447,30 @@ pub fn path_components(vfsmount: u64, dentry: u64, dst: &mut [[u8; EXE_COMPONENT
     (up | cross) as u32
 }
 
+/// `s_dev` and `s_magic` of the superblock a dentry belongs to.
+#[inline(always)]
+pub fn dentry_sb_dev_magic(dentry: u64) -> (u32, u64) {
+    let sb = read_ptr(dentry, config!(offsets.dentry_d_sb));
+    (read::<u32>(sb, config!(offsets.sb_s_dev)), read::<u64>(sb, config!(offsets.sb_s_magic)))
+}
+
 impl Task {
+    /// `task->fs->root` as (vfsmount, dentry): the root chroot and pivot_root set.
+    #[inline(always)]
+    pub fn fs_root(self) -> (u64, u64) {
+        let (task_fs, fs_root, path_mnt, path_dentry): (u32, u32, u32, u32) = (
+            config!(offsets.task_fs),
+            config!(offsets.fs_struct_root),
+            config!(offsets.path_mnt),
+            config!(offsets.path_dentry),
+        );
+        if task_fs == ABSENT || fs_root == ABSENT || path_mnt == ABSENT || path_dentry == ABSENT {
+            return (0, 0);
+        }
+        let fs = read_ptr(self.0, task_fs);
+        read_ptr_pair(fs, fs_root + path_mnt, fs_root + path_dentry)
+    }
+
     /// The `struct file *` behind descriptor `fd`, one the task just got or passed to a
     /// syscall; 0 when unreadable or out of the table.
     #[inline(always)]

@@ -58,7 +58,11 @@ pub fn skip_to(ledger: Option<&Path>, test: &str, need: Need, reason: &str) -> b
     let reason = reason.replace(['\n', '\t'], " ");
     eprintln!("SKIP {test}: [{}] {reason}", need.name());
     if let Some(path) = ledger {
-        let line = format!("{}\t{}\t{}\n", test, need.name(), reason);
+        // libtest names each test's thread after the test: that is the name its `test … ok`
+        // line carries, which the count must match (a test may label itself otherwise).
+        let thread = std::thread::current();
+        let name = thread.name().filter(|n| *n != "main").unwrap_or(test);
+        let line = format!("{}\t{}\t{}\n", name, need.name(), reason);
         // O_APPEND: one write per line, so concurrent test binaries never interleave a record.
         let written =
             OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(line.as_bytes()));
@@ -75,17 +79,6 @@ pub fn skip_to(ledger: Option<&Path>, test: &str, need: Need, reason: &str) -> b
 pub fn left_out(test: &str, reason: &str) -> bool {
     eprintln!("LEFT-OUT {test}: {reason}");
     false
-}
-
-/// One record of the ledger: (test, kind, reason).
-pub fn parse_ledger(text: &str) -> Vec<(String, String, String)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.splitn(3, '\t');
-            Some((f.next()?.to_string(), f.next()?.to_string(), f.next().unwrap_or("").to_string()))
-        })
-        .filter(|(t, k, _)| !t.is_empty() && !k.is_empty())
-        .collect()
 }
 
 /// Is `program` on PATH (or an absolute path that exists)? Records a skip naming the Debian
@@ -106,4 +99,38 @@ pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
         .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(Into::into))
         .map(|d| d.join(program))
         .find(|c| c.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_engine_records_a_docker_skip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = dir.path().join("skips.tsv");
+        let sock = format!("unix://{}/no-engine.sock", dir.path().display());
+        assert!(!crate::docker::available_at("engine_test", Some(&sock), Some(&ledger)));
+        let text = std::fs::read_to_string(&ledger).expect("the skip was recorded");
+        let fields: Vec<&str> = text.trim_end().split('\t').collect();
+        // The ledger names the running test (libtest's thread name), whatever label it gave.
+        assert_eq!(fields[..2], ["skip::tests::an_unreachable_engine_records_a_docker_skip", "docker"], "{text}");
+        assert!(fields[2].contains("--skip docker"), "the reason says how to accept it: {text}");
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_program_records_a_package_skip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = dir.path().join("skips.tsv");
+        assert!(find_program("sh").is_some());
+        assert!(find_program("dcea-no-such-program").is_none());
+        std::thread::spawn(move || skip_to(Some(&ledger), "t", Need::Package, "x not found")).join().unwrap();
+        let ledger = dir.path().join("skips.tsv");
+        assert_eq!(
+            std::fs::read_to_string(&ledger).unwrap(),
+            "t\tpackage\tx not found\n",
+            "an unnamed thread keeps the label"
+        );
+    }
 }

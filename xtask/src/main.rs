@@ -7,6 +7,8 @@
 mod image;
 mod install;
 mod setup;
+mod testenv;
+mod testrun;
 mod vm;
 
 use std::{
@@ -43,8 +45,24 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Every test: unit tests, then the privileged and Docker end-to-end tests (as root).
-    Test,
+    /// Every test: brings the test environment up (`env up`), then unit tests, the privileged
+    /// and Docker end-to-end tests and the 6.1 guest (as root). Ends with `N passed, N failed,
+    /// N skipped`; any skip fails the run unless its kind is accepted with --skip.
+    Test {
+        /// Accept skips of these kinds: docker, vm, root, kernel, package, ignored
+        /// (comma-separated or repeated; also $DCEA_TEST_SKIP).
+        #[arg(long, value_delimiter = ',')]
+        skip: Vec<String>,
+    },
+    /// The test environment: `up` installs (apt) and starts what the tests need — a Docker
+    /// engine with the test image, qemu, rsyslog, prometheus, bpftrace; `status` reports it.
+    Env {
+        #[arg(value_parser = ["up", "status"])]
+        action: String,
+        /// Leave these parts out: docker, vm (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        skip: Vec<String>,
+    },
     /// The privileged tests on Debian's 5.10, 6.1 and 6.12 kernels in qemu (root; KVM when it
     /// works, else TCG). Exits non-zero when any test fails on any kernel.
     VmTest {
@@ -86,6 +104,11 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Installed as the runc wrapper, this binary is that and nothing else.
+    let mut args = env::args();
+    if args.next().is_some_and(|a| a.rsplit('/').next() == Some(testenv::runc_wrapper::NAME)) {
+        testenv::runc_wrapper::main(args.collect());
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -121,10 +144,20 @@ fn run(cli: Cli) -> Result<()> {
             );
             status(&mut cmd)
         }
-        Cmd::Test => {
+        Cmd::Test { skip } => {
             setup::ensure()?;
-            test(&root)
+            testrun::run(&root, testrun::Options::new(&skip)?)
         }
+        Cmd::Env { action, skip } => match action.as_str() {
+            "up" => testenv::up(testenv::Parts {
+                docker: !skip.iter().any(|s| s == "docker"),
+                vm: !skip.iter().any(|s| s == "vm"),
+            }),
+            _ => {
+                testenv::status();
+                Ok(())
+            }
+        },
         Cmd::VmTest { kernel, keep, accel, update_readme } => {
             setup::ensure()?;
             if !is_root() {
@@ -222,53 +255,6 @@ fn as_root(bin: &Path) -> Result<Command> {
 
 pub fn which(bin: &str) -> Option<PathBuf> {
     env::split_paths(&setup::path_with_cargo_bin()).map(|d| d.join(bin)).find(|p| p.is_file())
-}
-
-/// Start the local Docker engine for the end-to-end tests when the shared helper exists.
-fn docker_up(root: &Path) -> bool {
-    let script = root.join("..").join("shared").join("env").join("dockerd-up.sh");
-    if script.is_file() {
-        eprintln!("xtask: starting the Docker engine with {}", script.display());
-        match Command::new("bash").arg(&script).status() {
-            Ok(s) if s.success() => return true,
-            other => eprintln!("xtask: dockerd-up.sh failed ({other:?}); Docker tests will SKIP"),
-        }
-        return false;
-    }
-    Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())
-}
-
-fn test(root: &Path) -> Result<()> {
-    eprintln!("xtask: unit tests");
-    status(cargo(root).args(["test", "--workspace", "--exclude", "dcea-tests", "--exclude", "dcea-ebpf"]))?;
-    build(root, false)?;
-    if !is_root() {
-        eprintln!("xtask: SKIP privileged end-to-end tests: not root (they load eBPF programs and start containers)");
-        return Ok(());
-    }
-    docker_up(root);
-    eprintln!("xtask: privileged end-to-end tests (--test-threads=1)");
-    status(
-        cargo(root).args(["test", "-p", "dcea-tests", "--", "--test-threads=1"]).env("DCEA_BIN", dcea_bin(root, false)),
-    )?;
-    // The kernel matrix: the commit_creds hook and the integrity checks cannot load on every
-    // host, so at least one other kernel runs them. $DCEA_VM_KERNELS picks which (default 6.1,
-    // about 5 minutes under TCG; "none" skips); `cargo xtask vm-test` runs them all.
-    let kernels = env::var("DCEA_VM_KERNELS").unwrap_or_else(|_| "6.1".into());
-    if kernels == "none" {
-        eprintln!("xtask: SKIP kernel matrix: DCEA_VM_KERNELS=none");
-        return Ok(());
-    }
-    if which("qemu-system-x86_64").is_none() {
-        eprintln!("xtask: SKIP kernel matrix: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
-        return Ok(());
-    }
-    let kernels: Vec<String> = kernels.split(',').map(str::to_string).collect();
-    eprintln!("xtask: kernel matrix in qemu: {}", kernels.join(", "));
-    vm::run(
-        root,
-        vm::VmOptions { kernels: vm::select(&kernels)?, keep: false, accel: "auto".into(), update_readme: false },
-    )
 }
 
 fn bench(root: &Path, rules_only: bool) -> Result<()> {

@@ -6,6 +6,8 @@
 //! so attribution does not race with a short-lived process; /proc/<pid>/cgroup is the fallback.
 
 pub mod engine;
+pub mod host_fs;
+pub mod init_pid;
 pub mod metadata;
 pub mod overlay;
 

@@ -185,6 +185,8 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<Offsets, Error> {
     o.vfsmount_mnt_root = opt("vfsmount", &["mnt_root"]);
     o.mm_arg_start = opt("mm_struct", &["arg_start"]);
     o.mm_arg_end = opt("mm_struct", &["arg_end"]);
+    o.task_fs = opt("task_struct", &["fs"]);
+    o.fs_struct_root = opt("fs_struct", &["root"]);
     // include/linux/fs.h: FMODE_CREATED has been bit 20 since it was introduced (4.19).
     o.fmode_created = 1 << 20;
     Ok(o)
@@ -217,6 +219,8 @@ mod tests {
             ("mount.mnt_mountpoint", o.mount_mnt_mountpoint),
             ("super_block.s_magic", o.sb_s_magic),
             ("mm_struct.arg_start", o.mm_arg_start),
+            ("task_struct.fs", o.task_fs),
+            ("fs_struct.root", o.fs_struct_root),
         ] {
             assert_ne!(off, ABSENT, "{what}");
         }

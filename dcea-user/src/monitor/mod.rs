@@ -179,6 +179,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::io("installing SIGINT handler", e))?;
     let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::io("installing SIGHUP handler", e))?;
     let host = HostNamespaces::detect(opts.host_ns_pid)?;
+    crate::container::host_fs::set_host_mountinfo(&host.mountinfo_path());
     // A ruleset that does not load is an error at start (fix it with `dcea rules validate`);
     // on SIGHUP the last good one stays.
     let mut rules = Arc::new(load_rules(&opts.rules).map_err(Error::Usage)?);

@@ -1,6 +1,6 @@
 //! From ring-buffer record to alert: decode, classify, enrich, render.
 
-use std::fs;
+use std::{collections::HashMap, fs};
 
 use dcea_common::{Event, EventKind, Hook, entered_host_mask, flags};
 
@@ -68,11 +68,30 @@ pub struct Pipeline {
     pub stats: PipelineStats,
     /// Behaviour rules; `None` evaluates none (swapped whole on SIGHUP).
     pub rules: Option<Arc<RuleSet>>,
+    /// Container id → the first non-host PID namespace seen in one of its kernel records:
+    /// the runtime's init is the container's first task, so this is the container's own PID
+    /// namespace (`dcea.ns.pid.is_nested` when the init has already exited).
+    own_pid_ns: HashMap<String, u32>,
 }
+
+/// Containers whose PID namespace is remembered; past this the map starts over.
+const OWN_PID_NS_MAX: usize = 4096;
 
 impl Pipeline {
     pub fn new(ctx: AlertContext) -> Pipeline {
-        Pipeline { ctx, stats: PipelineStats::default(), rules: None }
+        Pipeline { ctx, stats: PipelineStats::default(), rules: None, own_pid_ns: HashMap::new() }
+    }
+
+    fn learn_pid_ns(&mut self, container: Option<&ContainerRef>, pid_ns: u32) -> Option<u32> {
+        let c = container?;
+        let host = self.ctx.host.ns[dcea_common::NsKind::Pid.index()];
+        if pid_ns != 0 && pid_ns != host && !self.own_pid_ns.contains_key(&c.id) {
+            if self.own_pid_ns.len() >= OWN_PID_NS_MAX {
+                self.own_pid_ns.clear();
+            }
+            self.own_pid_ns.insert(c.id.clone(), pid_ns);
+        }
+        self.own_pid_ns.get(&c.id).copied()
     }
 
     /// The first alert a record raises (see [`Pipeline::process_into`]).
@@ -116,6 +135,9 @@ impl Pipeline {
             let exe = exe_path(&ev).unwrap_or_default();
             let host_ns = self.ctx.host.ns;
             if let Some(kev) = KernelEvent::transition(&ev, exe, epoch_ns, &host_ns, container.as_ref(), meta.clone()) {
+                // The namespaces before the transition are the container's.
+                let own = self.learn_pid_ns(container.as_ref(), ev.old.ns[dcea_common::NsKind::Pid.index()]);
+                let kev = kev.with_learned_pid_ns(own);
                 self.evaluate(&rules, &kev, ev.tgid, epoch_ns, container.as_ref(), meta.as_deref(), out);
             }
         }
@@ -144,6 +166,8 @@ impl Pipeline {
         let Some(kev) = KernelEvent::behaviour(&decoded, epoch_ns, &host_ns, container.as_ref(), meta.clone()) else {
             return;
         };
+        let own = self.learn_pid_ns(container.as_ref(), kev.pid_ns());
+        let kev = kev.with_learned_pid_ns(own);
         self.evaluate(&rules, &kev, decoded.raw.tgid, epoch_ns, container.as_ref(), meta.as_deref(), out);
     }
 

@@ -6,13 +6,13 @@
 //! root, the ptrace target's container) are computed once, on first use, so a rule that never
 //! reaches them costs nothing.
 
-use std::{cell::OnceCell, fs, os::unix::fs::MetadataExt, sync::Arc};
+use std::{cell::OnceCell, fs, sync::Arc};
 
-use dcea_common::{Event, Hook, NS_KINDS, NsKind, TaskSnapshot, arg};
+use dcea_common::{Event, Hook, NS_KINDS, NsKind, TaskSnapshot, arg, flags};
 
 use super::behaviour::DecodedBehaviour;
 use crate::{
-    container::{ContainerRef, metadata::ContainerMeta, overlay},
+    container::{ContainerRef, host_fs, metadata::ContainerMeta, overlay},
     rules::{
         EventView,
         event::{EvtType, Value, n, s},
@@ -87,8 +87,15 @@ pub struct KernelEvent<'a> {
     ancestors: OnceCell<Vec<(i64, String)>>,
     cmdline: OnceCell<Option<Cmdline>>,
     upper_layer: OnceCell<Option<bool>>,
-    root_dev: OnceCell<Option<(i64, i64)>>,
+    host_path: OnceCell<Option<String>>,
     target_container: OnceCell<String>,
+    /// The container init's namespaces, read once from /proc/<init>/ns. The init lives as long
+    /// as the container and its pid comes from the runtime's state written before the
+    /// container ran anything, so this does not race the task.
+    container_ns: OnceCell<Option<[u32; NS_KINDS]>>,
+    /// The container's own PID namespace as the pipeline first saw it in a kernel record of
+    /// the container: the fallback when the init is already gone.
+    learned_pid_ns: Option<u32>,
 }
 
 impl<'a> KernelEvent<'a> {
@@ -141,8 +148,10 @@ impl<'a> KernelEvent<'a> {
             ancestors: OnceCell::new(),
             cmdline: OnceCell::new(),
             upper_layer: OnceCell::new(),
-            root_dev: OnceCell::new(),
+            host_path: OnceCell::new(),
             target_container: OnceCell::new(),
+            container_ns: OnceCell::new(),
+            learned_pid_ns: None,
         }
     }
 
@@ -250,13 +259,20 @@ impl<'a> KernelEvent<'a> {
         })
     }
 
-    /// Device of the task's root after chroot/pivot_root (the record is sent at entry; by the
-    /// time it is read the call has normally completed).
-    fn root_dev(&self) -> Option<(i64, i64)> {
-        *self.root_dev.get_or_init(|| {
-            let dev = fs::metadata(format!("/proc/{}/root", self.tgid())).ok()?.dev();
-            Some((libc::major(dev) as i64, libc::minor(dev) as i64))
-        })
+    /// Write-mode opens on a disk filesystem: the kernel sent the path within the filesystem;
+    /// the host's mount table says where that is on the host (the filesystem path itself when
+    /// the host has not mounted it, e.g. a disk only the container mounted).
+    fn host_path(&self) -> Option<&str> {
+        self.host_path
+            .get_or_init(|| {
+                let b = self.behaviour_record().filter(|b| b.raw.flags & flags::HOST_FS_PATH != 0)?;
+                let fs_path = b.file.as_deref()?;
+                if fs_path.starts_with('…') {
+                    return Some(fs_path.to_string());
+                }
+                Some(host_fs::host_path(b.raw.args[arg::DEV], fs_path).unwrap_or_else(|| fs_path.to_string()))
+            })
+            .as_deref()
     }
 
     /// A tracer in the host PID namespace names host pids; one in a container's PID namespace
@@ -277,6 +293,38 @@ impl<'a> KernelEvent<'a> {
         })
     }
 
+    /// The task's PID namespace (kernel data), for the pipeline to learn the container's own.
+    pub fn pid_ns(&self) -> u32 {
+        self.snap().ns[NsKind::Pid.index()]
+    }
+
+    pub fn with_learned_pid_ns(mut self, ns: Option<u32>) -> Self {
+        self.learned_pid_ns = ns;
+        self
+    }
+
+    /// The container init's namespaces: read from /proc/<init>/ns while the init runs (its pid
+    /// from the engine, else the runtime's state written before the container ran anything);
+    /// for the PID kinds, the pipeline's learned value when the init is already gone.
+    fn container_ns(&self) -> Option<[u32; NS_KINDS]> {
+        *self.container_ns.get_or_init(|| {
+            let c = self.container?;
+            let mut ns = [0u32; NS_KINDS];
+            let init = self.meta.as_ref().and_then(|m| m.pid).or_else(|| crate::container::init_pid::init_pid(&c.id));
+            if let Some(init) = init.map(|p| p.to_string()) {
+                for k in NsKind::ALL {
+                    ns[k.index()] = crate::sys::ns_inode(&init, k.name()).unwrap_or(0);
+                }
+            }
+            for k in [NsKind::Pid, NsKind::PidForChildren] {
+                if ns[k.index()] == 0 {
+                    ns[k.index()] = self.learned_pid_ns.unwrap_or(0);
+                }
+            }
+            ns.iter().any(|&i| i != 0).then_some(ns)
+        })
+    }
+
     fn flags_value(&self) -> Value<'_> {
         let Some(kind) = FlagKind::of_flags(self.evt_type) else { return Value::None };
         match &self.source {
@@ -286,6 +334,9 @@ impl<'a> KernelEvent<'a> {
     }
 
     fn fd_name(&self) -> Option<&str> {
+        if let Some(host) = self.host_path() {
+            return Some(host);
+        }
         let b = self.behaviour_record()?;
         let name = b.fd_name();
         (!name.is_empty()).then_some(name)
@@ -411,15 +462,21 @@ impl EventView for KernelEvent<'_> {
             },
             FieldId::FdDevMajor | FieldId::FdDevMinor => {
                 let dev = match (self.evt_type, raw_args) {
-                    (EvtType::Chroot | EvtType::PivotRoot, _) => self.root_dev(),
-                    // The kernel's encoding: major << 20 | minor.
-                    (t, Some(a)) if t.is_open() || t == EvtType::FinitModule => {
+                    // The kernel's encoding: major << 20 | minor; chroot/pivot_root: the new
+                    // root's, read at syscall exit.
+                    (t, Some(a))
+                        if t.is_open() || matches!(t, EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot) =>
+                    {
                         Some(((a[arg::DEV] >> 20) as i64, (a[arg::DEV] & 0xf_ffff) as i64))
                     }
                     _ => None,
                 };
                 n(dev.map(|(major, minor)| if f.id == FieldId::FdDevMajor { major } else { minor }))
             }
+            FieldId::FdHostPath => s(self.host_path()),
+            FieldId::FdHostPathContainerId => s(self
+                .host_path()
+                .and_then(|p| host_fs::runtime_state_container(p, self.container.map(|c| c.id.as_str())))),
             FieldId::NsInode => match self.snap().ns.get(f.arg as usize) {
                 Some(&i) if i != 0 => Value::Num(i as i64),
                 _ => Value::None,
@@ -428,6 +485,13 @@ impl EventView for KernelEvent<'_> {
                 (Some(&i), Some(&h)) if i != 0 && h != 0 => Value::Bool(i == h),
                 _ => Value::None,
             },
+            FieldId::NsIsNested => {
+                let i = f.arg as usize;
+                match (self.snap().ns.get(i), self.host_ns.get(i), self.container_ns().map(|c| c[i])) {
+                    (Some(&t), Some(&h), Some(c)) if t != 0 && h != 0 && c != 0 => Value::Bool(t != h && t != c),
+                    _ => Value::None,
+                }
+            }
             FieldId::TargetContainerId => match self.evt_type {
                 EvtType::Ptrace => Value::Str(self.target_container()),
                 _ => Value::None,

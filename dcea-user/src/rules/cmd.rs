@@ -135,6 +135,10 @@ pub fn run(cmd: RulesCommand) -> Result<u8, String> {
                             "name": "dcea.ns.<kind>.is_host", "type": "bool",
                             "desc": "the task is in the host's namespace of that kind"
                         })))
+                        .chain(std::iter::once(serde_json::json!({
+                            "name": "dcea.ns.<kind>.is_nested", "type": "bool",
+                            "desc": "the task's namespace of that kind is neither the host's nor the container's own: the container created it"
+                        })))
                         .collect();
                     println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?);
                 }
@@ -149,6 +153,10 @@ pub fn run(cmd: RulesCommand) -> Result<u8, String> {
                     println!(
                         "{:<28} {:<16} the task is in the host's namespace of that kind",
                         "dcea.ns.<kind>.is_host", "bool"
+                    );
+                    println!(
+                        "{:<28} {:<16} neither the host's nor the container's own namespace: the container created it",
+                        "dcea.ns.<kind>.is_nested", "bool"
                     );
                 }
             }

@@ -185,6 +185,7 @@ pub struct SimpleEvent<'a> {
     pub fd_name: Option<&'a str>,
     pub fd_typechar: Option<&'a str>,
     pub fd_dev_major: Option<i64>,
+    pub fd_host_path: Option<&'a str>,
     pub fd_dev_minor: Option<i64>,
     /// Raw flags; their kind follows from the event type.
     pub flags: Option<u64>,
@@ -201,6 +202,7 @@ pub struct SimpleEvent<'a> {
     /// Indexed by `dcea_common::NsKind`.
     pub ns: [Option<u64>; dcea_common::NS_KINDS],
     pub ns_is_host: [Option<bool>; dcea_common::NS_KINDS],
+    pub ns_is_nested: [Option<bool>; dcea_common::NS_KINDS],
 }
 
 impl<'a> SimpleEvent<'a> {
@@ -236,6 +238,7 @@ impl<'a> SimpleEvent<'a> {
             fd_name: None,
             fd_typechar: None,
             fd_dev_major: None,
+            fd_host_path: None,
             fd_dev_minor: None,
             flags: None,
             mode: None,
@@ -249,6 +252,7 @@ impl<'a> SimpleEvent<'a> {
             bpf_cmd: None,
             ns: [None; dcea_common::NS_KINDS],
             ns_is_host: [None; dcea_common::NS_KINDS],
+            ns_is_nested: [None; dcea_common::NS_KINDS],
         }
     }
 }
@@ -332,10 +336,15 @@ impl EventView for SimpleEvent<'_> {
             },
             FieldId::FdDevMajor => n(self.fd_dev_major),
             FieldId::FdDevMinor => n(self.fd_dev_minor),
+            FieldId::FdHostPath => s(self.fd_host_path),
+            FieldId::FdHostPathContainerId => s(self
+                .fd_host_path
+                .and_then(|p| crate::container::host_fs::runtime_state_container(p, self.container_id))),
             FieldId::NsInode => {
                 self.ns.get(f.arg as usize).copied().flatten().map_or(Value::None, |i| Value::Num(i as i64))
             }
             FieldId::NsIsHost => b(self.ns_is_host.get(f.arg as usize).copied().flatten()),
+            FieldId::NsIsNested => b(self.ns_is_nested.get(f.arg as usize).copied().flatten()),
             FieldId::TargetContainerId => s(self.target_container_id),
         }
     }

@@ -69,10 +69,17 @@ pub enum FieldId {
     FdNum,
     FdDevMajor,
     FdDevMinor,
+    /// Write-mode opens on disk filesystems: where the file lives on the host.
+    FdHostPath,
+    /// The container whose runtime state directory holds `fd.host_path`.
+    FdHostPathContainerId,
     /// `arg` = `NsKind` index: the namespace inode of that kind.
     NsInode,
     /// `arg` = `NsKind` index: whether the task is in the host's namespace of that kind.
     NsIsHost,
+    /// The task's namespace of a kind is neither the host's nor the container init's: one
+    /// the container created for itself (nested runtimes, sandboxes, `unshare -p`).
+    NsIsNested,
     /// ptrace: the target's container id, or `host`.
     TargetContainerId,
 }
@@ -144,7 +151,8 @@ const fn f(name: &'static str, id: FieldId, ty: FieldType, desc: &'static str) -
     FieldInfo { name, id, ty, arg: ArgKind::None, desc }
 }
 
-/// The field table (namespace fields `dcea.ns.<kind>[.is_host]` are matched by pattern).
+/// The field table (namespace fields `dcea.ns.<kind>[.is_host|.is_nested]` are matched by
+/// pattern).
 pub const FIELDS: &[FieldInfo] = &[
     f("evt.type", FieldId::EvtType, FieldType::EvtType, "event (syscall) name: execve, openat, mount, …"),
     f("evt.res", FieldId::EvtRes, FieldType::Num, "return value: 0 or a result on success, -errno on failure"),
@@ -223,6 +231,18 @@ pub const FIELDS: &[FieldInfo] = &[
     f("fd.dev.major", FieldId::FdDevMajor, FieldType::Num, "major of the filesystem's device (0: virtual fs)"),
     f("fd.dev.minor", FieldId::FdDevMinor, FieldType::Num, "minor of the filesystem's device"),
     f(
+        "fd.host_path",
+        FieldId::FdHostPath,
+        FieldType::Str,
+        "write-mode opens on a disk filesystem (ext4, xfs, btrfs): where the file lives on the host, whatever mount led to it",
+    ),
+    f(
+        "fd.host_path.container_id",
+        FieldId::FdHostPathContainerId,
+        FieldType::Str,
+        "the container whose runtime state directory holds fd.host_path (its hosts, hostname, resolv.conf)",
+    ),
+    f(
         "dcea.target.container.id",
         FieldId::TargetContainerId,
         FieldType::Str,
@@ -271,16 +291,23 @@ pub struct Resolved {
 /// Resolve `name` (and the text inside `[...]`, if any).
 pub fn resolve(name: &str, arg: Option<&str>) -> Result<Resolved, FieldError> {
     if let Some(rest) = name.strip_prefix("dcea.ns.") {
-        let (kind, is_host) = match rest.strip_suffix(".is_host") {
-            Some(kind) => (kind, true),
-            None => (rest, false),
+        let (kind, suffix) = match (rest.strip_suffix(".is_host"), rest.strip_suffix(".is_nested")) {
+            (Some(kind), _) => (kind, Some(FieldId::NsIsHost)),
+            (_, Some(kind)) => (kind, Some(FieldId::NsIsNested)),
+            _ => (rest, None),
         };
         if let Some(k) = NsKind::ALL.iter().find(|k| k.name() == kind) {
             if arg.is_some() {
-                return Err(FieldError::ArgNotTaken(if is_host { "dcea.ns.<kind>.is_host" } else { "dcea.ns.<kind>" }));
+                return Err(FieldError::ArgNotTaken(match suffix {
+                    Some(FieldId::NsIsHost) => "dcea.ns.<kind>.is_host",
+                    Some(_) => "dcea.ns.<kind>.is_nested",
+                    None => "dcea.ns.<kind>",
+                }));
             }
-            let (id, ty) =
-                if is_host { (FieldId::NsIsHost, FieldType::Bool) } else { (FieldId::NsInode, FieldType::Num) };
+            let (id, ty) = match suffix {
+                Some(id) => (id, FieldType::Bool),
+                None => (FieldId::NsInode, FieldType::Num),
+            };
             return Ok(Resolved { field: FieldRef { id, arg: k.index() as u16 }, ty, any_generation: false });
         }
         return Err(FieldError::Unknown(name.to_string()));
@@ -306,6 +333,7 @@ pub fn display_name(field: FieldRef, any_generation: bool) -> String {
     match field.id {
         FieldId::NsInode => format!("dcea.ns.{}", ns_kind_name(field.arg)),
         FieldId::NsIsHost => format!("dcea.ns.{}.is_host", ns_kind_name(field.arg)),
+        FieldId::NsIsNested => format!("dcea.ns.{}.is_nested", ns_kind_name(field.arg)),
         FieldId::ProcAname | FieldId::ProcApid if !any_generation => {
             let base = if field.id == FieldId::ProcAname { "proc.aname" } else { "proc.apid" };
             format!("{base}[{}]", field.arg)
@@ -800,6 +828,10 @@ mod tests {
             (FieldId::NsIsHost, NsKind::Net.index() as u16, FieldType::Bool)
         );
         assert_eq!(display_name(ns.field, false), "dcea.ns.net.is_host");
+        let nested = resolve("dcea.ns.pid.is_nested", None).unwrap();
+        assert_eq!((nested.field.id, nested.ty), (FieldId::NsIsNested, FieldType::Bool));
+        assert_eq!(display_name(nested.field, false), "dcea.ns.pid.is_nested");
+        assert!(resolve("dcea.ns.pid.is_nested", Some("1")).is_err());
         assert_eq!(resolve("evt.arg.dir", None).unwrap().field.id, FieldId::MountTarget);
         let err = resolve("proc.nmae", None).unwrap_err().to_string();
         assert!(err.contains("did you mean `proc.name`"), "{err}");

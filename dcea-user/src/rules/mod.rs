@@ -58,8 +58,9 @@ pub mod names {
     pub const DEVICE_NODE_CREATED: &str = "Device node created in a container";
     pub const CHROOT_HOST_FS: &str = "Chroot into a host filesystem from a container";
     pub const DRIFT_EXECUTED: &str = "Binary not in the container image executed";
+    pub const HOST_FILE_WRITTEN: &str = "Host file written from a container";
 
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 19] = [
         SHELL_IN_CONTAINER,
         CREDENTIAL_FILE_IN_CONTAINER,
         SSH_KEYS_IN_CONTAINER,
@@ -78,6 +79,7 @@ pub mod names {
         DEVICE_NODE_CREATED,
         CHROOT_HOST_FS,
         DRIFT_EXECUTED,
+        HOST_FILE_WRITTEN,
     ];
 }
 

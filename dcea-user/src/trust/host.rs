@@ -44,6 +44,11 @@ impl HostNamespaces {
         Ok(HostNamespaces { ns, mnt_net_source: format!("/proc/{source}/ns") })
     }
 
+    /// The host's mount table: mountinfo of the process the mnt reference came from.
+    pub fn mountinfo_path(&self) -> String {
+        format!("{}/mountinfo", self.mnt_net_source.trim_end_matches("/ns"))
+    }
+
     /// The fixed part of the reference, with mnt and net unknown.
     pub const fn fixed() -> [u32; NS_KINDS] {
         let mut ns = [0u32; NS_KINDS];

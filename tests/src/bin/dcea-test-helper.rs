@@ -114,6 +114,8 @@ fn bpf_prog_load() -> Result<u8, String> {
         log_size: u32,
         log_buf: u64,
         kern_version: u32,
+        // Explicit: as padding it would be garbage, and the kernel reads it as prog_flags.
+        prog_flags: u32,
     }
     // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK, shared by every root process
     // (the agent's maps included) and answered with EPERM when exceeded. Best effort: a
@@ -132,6 +134,7 @@ fn bpf_prog_load() -> Result<u8, String> {
         log_size: 0,
         log_buf: 0,
         kern_version: 0,
+        prog_flags: 0,
     };
     // SAFETY: a valid bpf_attr prefix for BPF_PROG_LOAD; the kernel zero-extends the rest.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, &attr as *const ProgLoad, std::mem::size_of::<ProgLoad>()) };

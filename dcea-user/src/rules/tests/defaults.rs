@@ -273,6 +273,23 @@ fn mounts() {
     let mut on_host = mount("/dev/sdb1", "/data", "ext4", 0);
     on_host.container_id = Some("host");
     silent(&on_host);
+    // A procfs for a PID namespace the container made (`unshare -fp --mount-proc`) shows
+    // only that namespace; the container's own PID namespace (is_nested false), one the
+    // agent could not place (None), and every other pseudo-filesystem stay alerts.
+    let mut nested_proc = mount("proc", "/proc", "proc", 0);
+    nested_proc.ns_is_nested[dcea_common::NsKind::Pid.index()] = Some(true);
+    silent(&nested_proc);
+    let mut own_proc = nested_proc.clone();
+    own_proc.ns_is_nested[dcea_common::NsKind::Pid.index()] = Some(false);
+    fires(names::PSEUDO_FS_MOUNTED, &own_proc);
+    let mut unplaced = nested_proc.clone();
+    unplaced.ns_is_nested = [None; dcea_common::NS_KINDS];
+    fires(names::PSEUDO_FS_MOUNTED, &unplaced);
+    for fstype in ["sysfs", "cgroup", "debugfs", "binfmt_misc"] {
+        let mut nested = mount(fstype, "/mnt", fstype, 0);
+        nested.ns_is_nested[dcea_common::NsKind::Pid.index()] = Some(true);
+        fires(names::PSEUDO_FS_MOUNTED, &nested);
+    }
 }
 
 #[test]
@@ -290,6 +307,44 @@ fn chroot_into_host_fs() {
     overlay.fd_dev_major = Some(0);
     silent(&overlay);
     let mut on_host = e.clone();
+    on_host.container_id = Some("host");
+    silent(&on_host);
+}
+
+#[test]
+fn host_file_written() {
+    let host_write = |path: &'static str| {
+        let mut e = write("/anything/x");
+        e.fd_host_path = Some(path);
+        e
+    };
+    for path in [
+        "/etc/cron.d/job",
+        "/root/.ssh/authorized_keys2",
+        "/home/alice/.ssh/config",
+        "/usr/local/bin/x",
+        "/boot/grub/grub.cfg",
+    ] {
+        fires(names::HOST_FILE_WRITTEN, &host_write(path));
+    }
+    // Volumes, the container's own runtime files, other host paths, reads, the host itself.
+    silent(&host_write("/var/lib/docker/volumes/data/_data/db"));
+    silent(&host_write("/var/lib/kubelet/pods/1234/volumes/kubernetes.io~empty-dir/cache/x"));
+    silent(&host_write("/srv/www/index.html"));
+    silent(&host_write("/home/alice/notes"));
+    let own: &'static str = Box::leak(format!("/var/lib/docker/containers/{}/hosts", &CID[..31]).into_boxed_str());
+    silent(&host_write(own));
+    let mut runc = host_write("/run/docker/runtime-runc/moby/x/exec.fifo");
+    runc.name = Some("runc:[2:INIT]");
+    runc.ancestors = &["runc"];
+    silent(&runc);
+    let other =
+        "/var/lib/docker/containers/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/config.v2.json";
+    fires(names::HOST_FILE_WRITTEN, &host_write(other));
+    let mut read_only = read("/anything/x");
+    read_only.fd_host_path = Some("/etc/crontab");
+    silent(&read_only);
+    let mut on_host = host_write("/etc/cron.d/job");
     on_host.container_id = Some("host");
     silent(&on_host);
 }
@@ -430,6 +485,10 @@ fn namespaces_created() {
     let mut on_host = e.clone();
     on_host.container_id = Some("host");
     silent(&on_host);
+    // Nested runtimes and sandboxes do this all day: a notice, never a warning.
+    let rule = builtin().first_match(&e).expect("match");
+    let alert = rule.alert(&e, &AlertMeta { time_ns: 1, hostname: "node-1" });
+    assert_eq!(alert.priority, Priority::Notice);
 }
 
 #[test]
