@@ -56,6 +56,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+    /// The monitor's config file: validate one, or print the default.
+    Config {
+        #[command(subcommand)]
+        command: crate::config::cmd::ConfigCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +98,10 @@ pub struct KernelArgs {
 
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
+    /// Config file (YAML; keys are these flags' names). Read when it exists if not given;
+    /// flags override it, DCEA_<KEY> environment variables override both.
+    #[arg(long, value_name = "PATH", env = "DCEA_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub kernel: KernelArgs,
     /// Alert format on stdout and in files (syslog and HTTP always carry JSON).

@@ -5,9 +5,11 @@
 //! belongs to), `output` (Falco-shaped alerts as JSON lines or text), `rules` (Falco-language
 //! behaviour rules: loader, compiler, evaluator, default ruleset), `sinks` (the one delivery
 //! stage: storm control, per-sink queues, stdout/file/syslog/HTTP with a spool), `metrics`
-//! (Prometheus series and the health check).
+//! (Prometheus series and the health check), `config` (the monitor's config file and
+//! `DCEA_*` variables, layered over its flags).
 
 pub mod cli;
+pub mod config;
 pub mod container;
 pub mod measure;
 pub mod metrics;

@@ -1,14 +1,18 @@
 use std::{io::IsTerminal, process::ExitCode};
 
-use clap::Parser;
-use dcea_user::{
-    cli::{Cli, Command},
-    monitor,
-    output::Format,
-};
+use dcea_user::{cli::Command, config::CliError, monitor, output::Format};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match dcea_user::config::parse_cli() {
+        Ok(cli) => cli,
+        Err(CliError::Clap(e)) => e.exit(),
+        Err(CliError::Config(errors)) => {
+            for e in &errors {
+                eprintln!("dcea: config error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     let filter =
         tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
         Command::Rules { command } => dcea_user::rules::cmd::run(command),
         Command::Monitor(args) => runtime.block_on(monitor::run(args.options())).map(|()| 0).map_err(|e| e.to_string()),
         Command::Trust { command } => dcea_user::trust::cli::run(command).map_err(|e| e.to_string()),
+        Command::Config { command } => dcea_user::config::cmd::run(command),
         Command::Probe { kernel, format } => monitor::probe(&kernel.monitor_options(Format::Json))
             .map(|report| {
                 match format {

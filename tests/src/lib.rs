@@ -13,7 +13,9 @@ use std::{
 use serde_json::Value;
 
 pub mod docker;
+pub mod k8s;
 pub mod skip;
+pub mod systemd;
 pub mod task_map;
 
 pub use skip::{Need, skip};
@@ -114,14 +116,19 @@ impl Monitor {
 
     /// [`Monitor::start`] with extra environment variables (e.g. `DOCKER_HOST`).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Monitor {
-        let mut child = Command::new(dcea_bin())
-            .arg("monitor")
-            .args(args)
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(dcea_bin());
+        cmd.arg("monitor").args(args).envs(env.iter().copied());
+        Monitor::spawn(cmd)
+    }
+
+    /// Run `cmd` (dcea monitor itself, or what runs it: `docker run`, a sandbox) with its
+    /// stdout and stderr read as dcea's, and wait for the ready line.
+    pub fn spawn(mut cmd: Command) -> Monitor {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", dcea_bin().display()));
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         let (tx, alerts) = mpsc::channel();
         let stdout: ChildStdout = child.stdout.take().expect("stdout");
         thread::spawn(move || {

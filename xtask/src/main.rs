@@ -4,6 +4,8 @@
 //! host lacks (nightly with rust-src, bpf-linker linked against rustc's own LLVM) and is a
 //! few cheap checks when everything is present.
 
+mod image;
+mod install;
 mod setup;
 mod testenv;
 mod testrun;
@@ -86,6 +88,10 @@ enum Cmd {
     },
     /// clippy on the host crates and on the eBPF crate for the bpf target.
     Clippy,
+    /// The static binary (musl) and the OCI image dcea:<version>, FROM scratch.
+    Image(image::ImageArgs),
+    /// Install the binary, the systemd unit, the default config and the rules dir.
+    Install(install::InstallArgs),
     /// Fuzz for a bounded time (cargo-fuzz, nightly, libFuzzer): every target in fuzz/ for
     /// --seconds each, or only --target NAME.
     Fuzz {
@@ -163,6 +169,8 @@ fn run(cli: Cli) -> Result<()> {
             setup::ensure()?;
             bench(&root, rules_only)
         }
+        Cmd::Image(args) => image::run(&root, args),
+        Cmd::Install(args) => install::run(&root, args),
         Cmd::Fuzz { target, seconds } => {
             setup::ensure()?;
             fuzz(&root, target.as_deref(), seconds)

@@ -74,6 +74,16 @@ pub fn ensure() -> Result<()> {
     ensure_bpf_linker()
 }
 
+/// Add a rustup target (the static musl build of the image) when it is missing.
+pub fn ensure_target(triple: &str) -> Result<()> {
+    let installed = output(rustup().args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|l| l.trim() == triple) {
+        eprintln!("setup: adding the {triple} target");
+        run(rustup().args(["target", "add", triple]))?;
+    }
+    Ok(())
+}
+
 fn ensure_bpf_linker() -> Result<()> {
     let linker = cargo_home().join("bin").join("bpf-linker");
     let works = Command::new(&linker).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();

@@ -5,6 +5,9 @@
 //! 2. Overhead on hooked syscalls: unshare+setns pairs and fork+exec, agent detached vs
 //!    attached vs detached again.
 //! 3. Userspace consumption: records/s one core decodes and classifies (synthetic stream).
+//!
+//! `DCEA_BENCH=footprint`: the agent's CPU and RSS idle and under load (the DaemonSet's
+//! requests and limits), time to ready and to stop.
 
 use std::{
     process::{Command, Stdio},
@@ -193,6 +196,77 @@ fn throughput(records: usize) -> f64 {
     records as f64 / secs
 }
 
+/// CPU time (utime + stime, in clock ticks) of `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // Fields 14 and 15 of stat; after the comm, field 3 is the first.
+    let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+fn status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The agent's share of one core and its RSS (highest seen, sampled every 100 ms) while
+/// `load` runs on another thread.
+fn usage(pid: u32, name: &str, load: impl FnOnce() + Send) {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let (t0, w0) = (cpu_ticks(pid), Instant::now());
+    let mut rss_max = 0;
+    std::thread::scope(|s| {
+        let h = s.spawn(load);
+        while !h.is_finished() {
+            rss_max = rss_max.max(status_kb(pid, "VmRSS:"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let secs = w0.elapsed().as_secs_f64();
+    let cpu = (cpu_ticks(pid) - t0) as f64 / hz / secs * 100.0;
+    println!(
+        "| {name} | {cpu:.1} % of a core ({:.0} millicores) over {secs:.0} s | RSS up to {:.1} MB (VmHWM {:.1} MB) |",
+        cpu * 10.0,
+        rss_max as f64 / 1024.0,
+        status_kb(pid, "VmHWM:") as f64 / 1024.0
+    );
+}
+
+/// The numbers behind the DaemonSet's requests and limits: the agent's CPU and RSS idle and
+/// under the fork+exec and container open loads, its time to ready and to stop.
+fn footprint() {
+    let started = Instant::now();
+    let monitor = Monitor::start(&[]);
+    println!("| agent start to ready | {:.2} s | |", started.elapsed().as_secs_f64());
+    let pid = monitor.pid();
+    println!("| phase | agent CPU | agent memory |");
+    println!("|---|---|---|");
+    usage(pid, "idle", || std::thread::sleep(Duration::from_secs(20)));
+    usage(pid, "fork+exec+wait of /bin/true, back to back, 15 s", || {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(15) {
+            fork_exec_us(200);
+        }
+    });
+    usage(pid, "container open+close loop, 2,000,000 × /etc/hostname", || {
+        container_opens_secs(2_000_000);
+    });
+    usage(pid, "unshare+setns pairs, 400,000", || {
+        ns_pair_us(400_000);
+    });
+    let stopping = Instant::now();
+    let summary = monitor.stop();
+    println!("| SIGINT to exit (trust table saved) | {:.2} s | |", stopping.elapsed().as_secs_f64());
+    eprintln!("bench: {}", summary.last().map(String::as_str).unwrap_or(""));
+}
+
 fn main() {
     if !dcea_user::sys::is_root() {
         eprintln!("dcea-bench loads eBPF programs: run it as root (cargo xtask bench)");
@@ -203,6 +277,10 @@ fn main() {
             Some((r, summary)) => println!("container opens (off, on) s: {r:?}; {summary}"),
             None => println!("container opens: no Docker engine"),
         }
+        return;
+    }
+    if std::env::var("DCEA_BENCH").as_deref() == Ok("footprint") {
+        footprint();
         return;
     }
     if std::env::var("DCEA_BENCH").as_deref() == Ok("overhead") {
