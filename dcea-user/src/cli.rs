@@ -111,6 +111,8 @@ pub struct MonitorArgs {
     pub interval: Option<Duration>,
     #[command(flatten)]
     pub state: StateDirArg,
+    #[command(flatten)]
+    pub cri: crate::container::cri::socket::CriSocketArg,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -128,6 +130,7 @@ impl MonitorArgs {
             interval: self.interval,
             state_dir: self.state.state_dir.clone(),
             rules: self.rules.load_options(),
+            cri_socket: self.cri.cri_socket.clone(),
             ..self.kernel.monitor_options(self.format)
         }
     }
@@ -146,6 +149,7 @@ impl KernelArgs {
             state_dir: crate::trust::DEFAULT_STATE_DIR.into(),
             rules: crate::rules::LoadOptions::default(),
             commit_creds: self.commit_creds,
+            cri_socket: None,
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct MonitorOptions {
     /// Where behaviour rules come from (reloaded on SIGHUP).
     pub rules: crate::rules::LoadOptions,
     pub commit_creds: CommitCredsHook,
+    /// `--cri-socket`: the CRI runtime to name pods from (else the well-known sockets).
+    pub cri_socket: Option<PathBuf>,
 }
 
 /// Trust passes beside the kernel programs are a safety net (escapes before dcea started,
@@ -182,7 +184,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     // A ruleset that does not load is an error at start (fix it with `dcea rules validate`);
     // on SIGHUP the last good one stays.
     let mut rules = Arc::new(load_rules(&opts.rules).map_err(Error::Usage)?);
-    let metadata = MetadataCache::start(engine::socket_path());
+    let metadata = MetadataCache::start(engine::socket_path())
+        .with_cri(crate::container::cri::CriCache::discover_and_start(opts.cri_socket.as_deref()));
     let ctx = AlertContext::new(host, metadata.clone());
 
     let mut kernel = match opts.mode {
