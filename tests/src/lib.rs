@@ -12,6 +12,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod containerd;
 pub mod docker;
 pub mod skip;
 pub mod task_map;

@@ -67,8 +67,13 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// Connect to the runtime at `socket` (HTTP/2 over the unix socket).
 pub async fn connect(socket: &Path) -> Result<Client, CriError> {
+    Ok(RuntimeServiceClient::new(channel(socket).await?).max_decoding_message_size(MAX_MESSAGE))
+}
+
+/// The HTTP/2 channel to `socket`, for any of the CRI services.
+pub async fn channel(socket: &Path) -> Result<Channel, CriError> {
     let path = socket.to_path_buf();
-    let channel = Endpoint::from_static("http://cri.sock")
+    Endpoint::from_static("http://cri.sock")
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
@@ -76,8 +81,7 @@ pub async fn connect(socket: &Path) -> Result<Client, CriError> {
             async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
-        .map_err(|e| CriError::Connect { socket: socket.to_path_buf(), message: chain(&e) })?;
-    Ok(RuntimeServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE))
+        .map_err(|e| CriError::Connect { socket: socket.to_path_buf(), message: chain(&e) })
 }
 
 pub async fn version(c: &mut Client) -> Result<api::VersionResponse, CriError> {

@@ -15,6 +15,9 @@ pub mod socket;
 pub mod spec;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},

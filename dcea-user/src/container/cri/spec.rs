@@ -128,11 +128,12 @@ pub fn parse_verbose_info(info: &str) -> Option<VerboseInfo> {
     let v: Value = serde_json::from_str(info).ok()?;
     v.as_object()?;
     let pid = v.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0);
-    let privileged = v
-        .get("privileged")
-        .and_then(Value::as_bool)
-        .or_else(|| v.pointer("/config/linux/security_context/privileged").and_then(Value::as_bool))
-        .or_else(|| v.pointer("/config/linux/securityContext/privileged").and_then(Value::as_bool));
+    let privileged = v.get("privileged").and_then(Value::as_bool).or_else(|| {
+        // containerd's config is Go JSON with omitempty: a security context without
+        // `privileged` is an unprivileged one.
+        let sc = v.pointer("/config/linux/security_context")?;
+        sc.is_object().then(|| sc.get("privileged").and_then(Value::as_bool).unwrap_or(false))
+    });
     Some(VerboseInfo {
         pid,
         sandbox_id: v.get("sandboxID").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string),

@@ -87,7 +87,8 @@ pub async fn resync(c: &mut Client, l: &mut Listing) -> Result<(), CriError> {
         let facts = ContainerFacts::from_list(item);
         let entry = match l.containers.remove(&item.id) {
             // Same state as before: nothing new to ask.
-            Some((old, v)) if old.running == facts.running && v.is_some() => (old.merge(facts), v),
+            // The status named the image (the listing has only its id): keep what it said.
+            Some((old, v)) if old.running == facts.running && v.is_some() => (facts.merge(old), v),
             _ => status(c, facts).await?,
         };
         containers.insert(item.id.clone(), entry);
