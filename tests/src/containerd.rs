@@ -334,9 +334,14 @@ impl Containerd {
         pod
     }
 
-    /// CreateContainer + StartContainer of `sh -c script` in `pod`, as kubelet does (image by
-    /// id, kubelet's labels, the pod's namespace options and privilege).
+    /// CreateContainer + StartContainer of `sh -c script` in `pod` (see [`Containerd::run_command`]).
     pub fn run_container(&self, pod: &Pod, name: &str, script: &str) -> String {
+        self.run_command(pod, name, &["/bin/sh", "-c", script])
+    }
+
+    /// CreateContainer + StartContainer of `command` in `pod`, as kubelet does (image by id,
+    /// kubelet's labels, the pod's namespace options and privilege).
+    pub fn run_command(&self, pod: &Pod, name: &str, command: &[&str]) -> String {
         let pid_mode = if pod.spec.host_pid { api::NamespaceMode::Node } else { api::NamespaceMode::Container };
         let labels: HashMap<String, String> = [
             ("io.kubernetes.container.name", name),
@@ -354,7 +359,7 @@ impl Containerd {
                 user_specified_image: IMAGE.into(),
                 ..Default::default()
             }),
-            command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            command: command.iter().map(|s| s.to_string()).collect(),
             labels,
             log_path: format!("{name}/0.log"),
             linux: Some(api::LinuxContainerConfig {

@@ -140,6 +140,9 @@ impl ContainerFacts {
 
     /// The later answer wins where it knows more.
     pub fn merge(mut self, later: ContainerFacts) -> ContainerFacts {
+        if !later.id.is_empty() {
+            self.id = later.id;
+        }
         self.sandbox_id = later.sandbox_id.or(self.sandbox_id);
         self.name = later.name.or(self.name);
         self.image = later.image.or(self.image);

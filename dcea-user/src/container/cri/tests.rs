@@ -117,3 +117,10 @@ fn a_container_without_pod_or_status_still_has_its_labels() {
     assert_eq!(m.private_ns, 0, "nothing known: nothing declared");
     assert_eq!(m.privileged, None);
 }
+
+#[test]
+fn a_refresh_of_an_unknown_id_keeps_the_id() {
+    let status: api::ContainerStatusResponse = load("containerd-container-status.json");
+    let facts = ContainerFacts::default().merge(ContainerFacts::from_status(status.status.as_ref().unwrap()));
+    assert_eq!(facts.id, status.status.unwrap().id, "the metadata's id must match the key alerts look up");
+}
