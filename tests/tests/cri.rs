@@ -206,3 +206,47 @@ fn record_containerd_answers() {
     let e = cri.block_on(c.get_container_events(api::GetEventsRequest {}));
     save("containerd-events.json", json!({"code": e.err().map(|s| format!("{:?}", s.code()))}));
 }
+
+#[test]
+fn cri_trust_table_knows_pods_and_what_they_share_by_design() {
+    let Some(mut cri) = Containerd::start("cri_trust_table") else { return };
+    let host_pid = cri.run_pod("hostpid", PodSpec { host_pid: true, ..Default::default() });
+    let a = cri.run_command(&host_pid, "app", &["/bin/sleep", "300"]);
+    let plain = cri.run_pod("plain", PodSpec::default());
+    let b = cri.run_command(&plain, "app", &["/bin/sleep", "300"]);
+    let state = tempfile::tempdir().unwrap();
+    let dcea = |args: &[&str]| {
+        let out = std::process::Command::new(dcea_tests::dcea_bin())
+            .args(args)
+            .args(["--state-dir", &state.path().to_string_lossy()])
+            .output()
+            .expect("dcea");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = dcea(&["trust", "verify", "--cri-socket", &cri.socket.to_string_lossy()]);
+    assert!(code == Some(0) || code == Some(1), "trust verify: {err}");
+    let (_, json, err) = dcea(&["trust", "show", "--format", "json"]);
+    let table: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json} {err}"));
+    let rec = |id: &str| table["containers"][id].clone();
+    let (ra, rb) = (rec(&a), rec(&b));
+    assert_eq!(ra["pod"]["name"], host_pid.name.as_str(), "{ra}");
+    assert_eq!(ra["pod"]["namespace"], NAMESPACE);
+    assert_eq!(ra["pod"]["uid"], host_pid.uid.as_str());
+    assert_eq!(ra["runtime"], "containerd");
+    assert_eq!(ra["name"], "app");
+    let shares = |r: &serde_json::Value| -> Vec<String> {
+        r["shares_host"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    };
+    // hostNetwork (both pods, no CNI here) shares net and uts; hostPID adds pid.
+    assert!(["net", "uts", "pid"].iter().all(|k| shares(&ra).iter().any(|s| s == k)), "{ra}");
+    assert!(["net", "uts"].iter().all(|k| shares(&rb).iter().any(|s| s == k)), "{rb}");
+    assert!(!shares(&rb).iter().any(|s| s == "pid"), "a default pod has its own pid namespace: {rb}");
+    assert_eq!(rb["pod"]["name"], plain.name.as_str());
+    let (_, text, _) = dcea(&["trust", "show", "--container", &format!("{NAMESPACE}/{}", plain.name)]);
+    assert!(text.contains(&format!("pod {NAMESPACE}/{} (uid {})", plain.name, plain.uid)), "{text}");
+    assert!(text.contains(&b) && !text.contains(&a), "filtered by pod: {text}");
+}
