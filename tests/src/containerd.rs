@@ -342,6 +342,11 @@ impl Containerd {
     /// CreateContainer + StartContainer of `command` in `pod`, as kubelet does (image by id,
     /// kubelet's labels, the pod's namespace options and privilege).
     pub fn run_command(&self, pod: &Pod, name: &str, command: &[&str]) -> String {
+        self.run_with_mounts(pod, name, command, &[])
+    }
+
+    /// [`Containerd::run_command`] with hostPath volumes: (host path, container path, read-only).
+    pub fn run_with_mounts(&self, pod: &Pod, name: &str, command: &[&str], mounts: &[(&str, &str, bool)]) -> String {
         let pid_mode = if pod.spec.host_pid { api::NamespaceMode::Node } else { api::NamespaceMode::Container };
         let labels: HashMap<String, String> = [
             ("io.kubernetes.container.name", name),
@@ -360,6 +365,15 @@ impl Containerd {
                 ..Default::default()
             }),
             command: command.iter().map(|s| s.to_string()).collect(),
+            mounts: mounts
+                .iter()
+                .map(|(h, c, ro)| api::Mount {
+                    host_path: h.to_string(),
+                    container_path: c.to_string(),
+                    readonly: *ro,
+                    ..Default::default()
+                })
+                .collect(),
             labels,
             log_path: format!("{name}/0.log"),
             linux: Some(api::LinuxContainerConfig {

@@ -250,3 +250,49 @@ fn cri_trust_table_knows_pods_and_what_they_share_by_design() {
     assert!(text.contains(&format!("pod {NAMESPACE}/{} (uid {})", plain.name, plain.uid)), "{text}");
     assert!(text.contains(&b) && !text.contains(&a), "filtered by pod: {text}");
 }
+
+#[test]
+fn cri_scan_config_names_pods_and_reads_what_the_runtime_declared() {
+    let Some(mut cri) = Containerd::start("cri_scan_config") else { return };
+    let pod = cri.run_pod("scan", PodSpec { host_pid: true, privileged: true, ..Default::default() });
+    let id = cri.run_with_mounts(&pod, "app", &["/bin/sleep", "300"], &[("/etc", "/host-etc", false)]);
+    let plain = cri.run_pod("scanplain", PodSpec::default());
+    let other = cri.run_command(&plain, "app", &["/bin/sleep", "300"]);
+    let name = format!("{NAMESPACE}/{}/app", pod.name);
+    let out = std::process::Command::new(dcea_tests::dcea_bin())
+        .args([
+            "scan",
+            "config",
+            "--format",
+            "json",
+            "--cri-socket",
+            &cri.socket.to_string_lossy(),
+            "--container",
+            &name,
+        ])
+        .output()
+        .expect("dcea scan config");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(matches!(out.status.code(), Some(0) | Some(1)), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let targets = report["target"]["containers"].as_array().expect("containers");
+    assert_eq!(targets.len(), 1, "selected by namespace/pod/container: {targets:#?}");
+    let t = &targets[0];
+    assert_eq!(t["id"], id.as_str());
+    assert_eq!(t["runtime"], "containerd");
+    assert_eq!(t["pod"], format!("{NAMESPACE}/{}", pod.name).as_str());
+    assert_eq!(t["image"], IMAGE);
+    assert_eq!(t["declared"]["privileged"], true, "{t}");
+    let node_ns: Vec<&str> =
+        t["declared"]["node_namespaces"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert!(node_ns.contains(&"pid") && node_ns.contains(&"net"), "{t}");
+    assert!(t["declared"]["capabilities"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"), "{t}");
+    let ids: Vec<&str> = report["findings"].as_array().unwrap().iter().filter_map(|f| f["id"].as_str()).collect();
+    assert!(ids.contains(&"DCEA-CFG-CRI-HOSTPATH"), "{ids:?}");
+    let hostpath = report["findings"].as_array().unwrap().iter().find(|f| f["id"] == "DCEA-CFG-CRI-HOSTPATH").unwrap();
+    assert_eq!(hostpath["subject"]["name"], name.as_str());
+    assert_eq!(hostpath["severity"], "high");
+    // The /proc checks see the same container as privileged, from its capabilities.
+    assert!(ids.iter().any(|i| i.contains("PRIVILEGED")), "{ids:?}");
+    assert!(!stdout.contains(&other), "only the selected container");
+}

@@ -101,6 +101,9 @@ pub struct ContainerFacts {
     pub image_id: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub running: bool,
+    /// The mounts kubelet asked for (hostPath volumes among them): (host path, container
+    /// path, read-only). Only ContainerStatus has them.
+    pub mounts: Vec<(String, String, bool)>,
 }
 
 /// containerd lists the image by id (`sha256:…`) and names it in ContainerStatus; kubelet
@@ -121,6 +124,7 @@ impl ContainerFacts {
             image_id: non_empty(&c.image_id),
             labels: sorted(&c.labels),
             running: c.state == api::ContainerState::ContainerRunning as i32,
+            mounts: Vec::new(),
         }
     }
 
@@ -135,6 +139,7 @@ impl ContainerFacts {
             image_id: non_empty(&s.image_id),
             labels: sorted(&s.labels),
             running: s.state == api::ContainerState::ContainerRunning as i32,
+            mounts: s.mounts.iter().map(|m| (m.host_path.clone(), m.container_path.clone(), m.readonly)).collect(),
         }
     }
 
@@ -152,6 +157,9 @@ impl ContainerFacts {
             self.labels = later.labels;
         }
         self.running = later.running;
+        if !later.mounts.is_empty() {
+            self.mounts = later.mounts;
+        }
         self
     }
 }
