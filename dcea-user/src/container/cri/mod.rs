@@ -13,6 +13,7 @@ pub mod client;
 pub mod model;
 pub mod socket;
 pub mod spec;
+pub mod untrusted;
 pub mod worker;
 
 #[cfg(test)]
@@ -203,6 +204,7 @@ pub fn fetch(sockets: &[PathBuf]) -> Vec<(PathBuf, Result<Listing, CriError>)> {
             let got = rt.block_on(async {
                 let (mut c, runtime) = worker::open(sock).await?;
                 let mut l = Listing::new(runtime);
+                l.keep_spec = true;
                 worker::resync(&mut c, &mut l).await?;
                 Ok(l)
             });

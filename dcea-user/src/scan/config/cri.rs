@@ -119,12 +119,16 @@ pub fn findings(t: &Target, subject: &Subject) -> Vec<Finding> {
     let Some(d) = &t.declared else { return Vec::new() };
     let mut out = Vec::new();
     for m in &d.host_mounts {
-        let Some((dir, sev)) =
-            SENSITIVE.iter().filter(|(dir, _)| is_under(&m.host_path, dir)).max_by_key(|(dir, _)| dir.len())
+        // A sensitive directory, a path below it (not below `/`: that is every path), or an
+        // ancestor of it; the most severe, then the shortest, names the finding.
+        let Some((dir, sev)) = SENSITIVE
+            .iter()
+            .filter(|(dir, _)| (*dir != "/" && is_under(&m.host_path, dir)) || is_under(dir, &m.host_path))
+            .max_by_key(|(dir, sev)| (*sev, std::cmp::Reverse(dir.len())))
         else {
             continue;
         };
-        // The whole directory, or a path below it: as severe; read-only: one step less.
+        // Read-only: one step less.
         let sev = if m.readonly { lower(*sev) } else { *sev };
         let issue = Issue::new("DCEA-CFG-CRI-HOSTPATH", format!("hostPath volume of host {dir}"), sev, Some("5.5"))
             .evidence(format!(
