@@ -15,7 +15,9 @@ fn load<T: serde::de::DeserializeOwned>(name: &str) -> T {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn containerd_listing() -> (Vec<(ContainerFacts, Option<VerboseInfo>)>, HashMap<String, Arc<Pod>>) {
+type Containers = Vec<(ContainerFacts, Option<VerboseInfo>)>;
+
+fn containerd_listing() -> (Containers, HashMap<String, Arc<Pod>>) {
     let list: api::ListContainersResponse = load("containerd-list-containers.json");
     let status: api::ContainerStatusResponse = load("containerd-container-status.json");
     let sandbox: api::PodSandboxStatusResponse = load("containerd-pod-sandbox-status.json");
