@@ -52,6 +52,8 @@ pub struct Containerd {
     rt: tokio::runtime::Runtime,
     channel: Channel,
     pods: Vec<Pod>,
+    /// Every pod uid this harness created: their cgroups go on drop, stopped pods' too.
+    uids: Vec<String>,
     image_id: String,
 }
 
@@ -234,7 +236,7 @@ impl Containerd {
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        let mut c = Containerd { child, dir, socket, rt, channel, pods: Vec::new(), image_id: String::new() };
+        let mut c = Containerd { child, dir, socket, rt, channel, pods: Vec::new(), uids: Vec::new(), image_id: String::new() };
         c.import_image();
         Some(c)
     }
@@ -329,6 +331,7 @@ impl Containerd {
             .unwrap_or_else(|e| panic!("RunPodSandbox {name}: {e}; containerd log:\n{}", self.log_tail()))
             .into_inner()
             .pod_sandbox_id;
+        self.uids.push(uid.clone());
         let pod = Pod { id, name, namespace: NAMESPACE.into(), uid, spec, config };
         self.pods.push(pod.clone());
         pod
@@ -547,8 +550,8 @@ impl Drop for Containerd {
             // SAFETY: as above: shims whose command line names our private socket.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        for p in &pods {
-            remove_pod_cgroups(&p.uid);
+        for uid in &self.uids {
+            remove_pod_cgroups(uid);
         }
         // Mounts containerd left under its root or state (a crash mid-test).
         let prefix = self.dir.path().to_string_lossy().into_owned();
