@@ -122,6 +122,8 @@ pub struct MonitorArgs {
     #[command(flatten)]
     pub state: StateDirArg,
     #[command(flatten)]
+    pub cri: crate::container::cri::socket::CriSocketArg,
+    #[command(flatten)]
     pub delivery: DeliveryArgs,
 }
 
@@ -229,6 +231,7 @@ impl MonitorArgs {
             rules: self.rules.load_options(),
             delivery: self.delivery.options(self.format, self.state.state_dir.clone()),
             metrics_addr: self.delivery.metrics_addr,
+            cri_socket: self.cri.cri_socket.clone(),
             ..self.kernel.monitor_options(self.format)
         }
     }
@@ -249,6 +252,7 @@ impl KernelArgs {
             commit_creds: self.commit_creds,
             delivery: crate::sinks::DeliveryOptions { format, ..Default::default() },
             metrics_addr: None,
+            cri_socket: None,
         }
     }
 }

@@ -19,6 +19,7 @@ fn args(containers: &[&str]) -> ConfigScanArgs {
         containers: containers.iter().map(|s| s.to_string()).collect(),
         self_mode: false,
         docker_socket: "/var/run/docker.sock".into(),
+        cri: Default::default(),
         output: OutputArgs { format: None, fail_on: None },
     }
 }

@@ -71,7 +71,24 @@ pub fn ensure() -> Result<()> {
         eprintln!("setup: adding rust-src to nightly");
         run(rustup().args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
+    ensure_protoc()?;
     ensure_bpf_linker()
+}
+
+/// k8s-cri's build script generates the CRI client with protoc (Debian: protobuf-compiler).
+fn ensure_protoc() -> Result<()> {
+    if env::var_os("PROTOC").is_some() || crate::which("protoc").is_some() {
+        return Ok(());
+    }
+    if !crate::is_root() {
+        bail!("protoc is missing (the CRI client is generated with it): apt-get install protobuf-compiler, or set PROTOC");
+    }
+    eprintln!("setup: installing protobuf-compiler (protoc) with apt");
+    let apt = |args: &[&str]| {
+        run(Command::new("apt-get").env("DEBIAN_FRONTEND", "noninteractive").env("NEEDRESTART_SUSPEND", "1").args(args))
+    };
+    apt(&["update", "-qq"])?;
+    apt(&["install", "-y", "-qq", "--no-install-recommends", "protobuf-compiler"])
 }
 
 /// Add a rustup target (the static musl build of the image) when it is missing.

@@ -1,4 +1,5 @@
-//! Container names, images and labels from the Docker engine, for every alert.
+//! Container names, images and labels from the Docker engine (and, beside it, pods from the
+//! CRI runtimes: [`super::cri`]), for every alert.
 //!
 //! [`MetadataCache::lookup`] is what alert producers call: a hash-map read, no I/O. Two
 //! background threads fill the cache: one follows the engine's event stream (reconnecting with
@@ -44,6 +45,9 @@ pub struct ContainerMeta {
     pub k8s_pod_name: Option<String>,
     pub k8s_ns_name: Option<String>,
     pub k8s_container_name: Option<String>,
+    /// The pod's uid and its own labels (CRI; Docker labels carry neither).
+    pub k8s_pod_uid: Option<String>,
+    pub k8s_pod_labels: BTreeMap<String, String>,
     /// Host pid of the container's init while it runs (`State.Pid`).
     pub pid: Option<u32>,
     /// [`NsKind`] bits the engine says the container has its own namespace for (e.g. net
@@ -111,6 +115,8 @@ impl ContainerMeta {
             k8s_pod_name: labels.get(LABEL_POD_NAME).cloned(),
             k8s_ns_name: labels.get(LABEL_POD_NAMESPACE).cloned(),
             k8s_container_name: labels.get(LABEL_CONTAINER_NAME).cloned(),
+            k8s_pod_uid: labels.get(crate::container::cri::model::LABEL_POD_UID).cloned(),
+            k8s_pod_labels: BTreeMap::new(),
             pid: v.pointer("/State/Pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0),
             labels,
             image,
@@ -146,11 +152,12 @@ pub fn add_container_fields(
     container: Option<&ContainerRef>,
     meta: Option<&ContainerMeta>,
 ) {
+    let m = meta.filter(|m| container.is_some_and(|c| c.id == m.id));
+    // The source that knows the container names its runtime (a kubepods cgroup path does not).
     let (id, runtime) = match container {
-        Some(c) => (c.id.as_str(), c.runtime.as_str()),
+        Some(c) => (c.id.as_str(), m.and_then(|m| m.runtime).unwrap_or(c.runtime).as_str()),
         None => ("host", ""),
     };
-    let m = meta.filter(|m| container.is_some_and(|c| c.id == m.id));
     let opt = |f: fn(&ContainerMeta) -> Option<&String>| m.and_then(f).map_or(Value::Null, |s| json!(s));
     fields.insert("container.id".into(), json!(id));
     fields.insert("container.runtime".into(), json!(runtime));
@@ -163,20 +170,31 @@ pub fn add_container_fields(
     fields.insert("container.privileged".into(), m.and_then(|m| m.privileged).map_or(Value::Null, Value::Bool));
     fields.insert("k8s.pod.name".into(), opt(|m| m.k8s_pod_name.as_ref()));
     fields.insert("k8s.ns.name".into(), opt(|m| m.k8s_ns_name.as_ref()));
+    fields.insert("k8s.pod.uid".into(), opt(|m| m.k8s_pod_uid.as_ref()));
+    fields.insert(
+        "k8s.pod.labels".into(),
+        m.filter(|m| m.k8s_pod_name.is_some()).map_or(Value::Null, |m| json!(m.k8s_pod_labels)),
+    );
     fields.insert("container.labels".into(), m.map_or(Value::Null, |m| json!(m.labels)));
 }
 
-/// "name (image)" or the short id, for alert text.
+/// "name (image)" or the short id, for alert text; "in pod ns/name" when it is in one.
 pub fn describe(container: &ContainerRef, meta: Option<&ContainerMeta>) -> String {
     let short = &container.id[..container.id.len().min(12)];
+    let runtime = meta.and_then(|m| m.runtime).unwrap_or(container.runtime).as_str();
+    let pod = match meta.and_then(|m| m.k8s_pod_name.as_deref().map(|p| (m.k8s_ns_name.as_deref(), p))) {
+        Some((Some(ns), pod)) => format!(" in pod {ns}/{pod}"),
+        Some((None, pod)) => format!(" in pod {pod}"),
+        None => String::new(),
+    };
     match meta.and_then(|m| m.name.as_deref().map(|n| (n, m.image.as_deref()))) {
-        Some((name, Some(image))) => format!("{name} ({short}, {}, image {image})", container.runtime.as_str()),
-        Some((name, None)) => format!("{name} ({short}, {})", container.runtime.as_str()),
-        None => format!("{short} ({})", container.runtime.as_str()),
+        Some((name, Some(image))) => format!("{name} ({short}, {runtime}, image {image}){pod}"),
+        Some((name, None)) => format!("{name} ({short}, {runtime}){pod}"),
+        None => format!("{short} ({runtime})"),
     }
 }
 
-fn is_container_id(id: &str) -> bool {
+pub fn is_container_id(id: &str) -> bool {
     id.len() == CONTAINER_ID_LEN && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
@@ -203,6 +221,8 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct MetadataCache {
     inner: Arc<Inner>,
+    /// The CRI runtimes' pods and containers, when any is followed.
+    cri: Option<super::cri::CriCache>,
 }
 
 /// How long a lookup miss waits before asking the engine about the same id again.
@@ -218,7 +238,8 @@ impl MetadataCache {
     /// Start following the engine at `socket` in the background.
     pub fn start(socket: PathBuf) -> MetadataCache {
         let (tx, rx) = mpsc::channel();
-        let cache = MetadataCache { inner: Arc::new(Inner { work: Some(tx.clone()), ..Default::default() }) };
+        let cache =
+            MetadataCache { inner: Arc::new(Inner { work: Some(tx.clone()), ..Default::default() }), cri: None };
         let weak = Arc::downgrade(&cache.inner);
         let s = socket.clone();
         let spawned = thread::Builder::new()
@@ -241,11 +262,26 @@ impl MetadataCache {
         Ok(cache)
     }
 
+    /// The same cache, also answering from the CRI runtimes (Docker's answer wins for an id
+    /// both know, as on a dockershim node).
+    pub fn with_cri(mut self, cri: super::cri::CriCache) -> MetadataCache {
+        self.cri = Some(cri);
+        self
+    }
+
+    /// The CRI part, if any.
+    pub fn cri(&self) -> Option<&super::cri::CriCache> {
+        self.cri.as_ref()
+    }
+
     /// Never blocks on the engine: a map read. A miss for a container id asks the background
     /// worker to inspect it (at most every 30 s per id), so a later alert has it.
     pub fn lookup(&self, id: &str) -> Option<Arc<ContainerMeta>> {
         if let Some(m) = self.inner.map.read().unwrap_or_else(|e| e.into_inner()).get(id) {
             return Some(m.clone());
+        }
+        if let Some(m) = self.cri.as_ref().and_then(|c| c.lookup(id)) {
+            return Some(m);
         }
         if let (Some(tx), true) = (&self.inner.work, is_container_id(id)) {
             // try_lock: a contended miss skips asking rather than wait.
@@ -268,7 +304,7 @@ impl MetadataCache {
     }
 
     pub fn len(&self) -> usize {
-        self.inner.map.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.inner.map.read().unwrap_or_else(|e| e.into_inner()).len() + self.cri.as_ref().map_or(0, |c| c.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -277,10 +313,14 @@ impl MetadataCache {
 
     /// Wait (at start-up only) until the first listing is in or the engine proved absent.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
         let ready = self.inner.ready.lock().unwrap_or_else(|e| e.into_inner());
         let (ready, _) =
             self.inner.ready_cv.wait_timeout_while(ready, timeout, |r| !*r).unwrap_or_else(|e| e.into_inner());
-        *ready
+        let docker = *ready;
+        drop(ready);
+        let cri = self.cri.as_ref().is_none_or(|c| c.wait_ready(timeout.saturating_sub(start.elapsed())));
+        docker && cri
     }
 
     fn set_ready(&self) {

@@ -5,6 +5,7 @@
 //! driver. The kernel programs send the task's cgroup leaf and parent names with each event,
 //! so attribution does not race with a short-lived process; /proc/<pid>/cgroup is the fallback.
 
+pub mod cri;
 pub mod engine;
 pub mod host_fs;
 pub mod init_pid;

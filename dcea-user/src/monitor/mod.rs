@@ -71,6 +71,8 @@ pub struct MonitorOptions {
     pub delivery: DeliveryOptions,
     /// `/metrics` and `/healthz`; `None`: not served.
     pub metrics_addr: Option<SocketAddr>,
+    /// `--cri-socket`: the CRI runtime to name pods from (else the well-known sockets).
+    pub cri_socket: Option<PathBuf>,
 }
 
 /// Trust passes beside the kernel programs are a safety net (escapes before dcea started,
@@ -205,7 +207,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         let local = crate::metrics::server::spawn(addr, metrics.clone())?;
         eprintln!("dcea: metrics on http://{local}/metrics, health on http://{local}/healthz");
     }
-    let metadata = MetadataCache::start(engine::socket_path());
+    let metadata = MetadataCache::start(engine::socket_path())
+        .with_cri(crate::container::cri::CriCache::discover_and_start(opts.cri_socket.as_deref()));
     let ctx = AlertContext::new(host, metadata.clone());
 
     let mut kernel = match opts.mode {

@@ -173,6 +173,7 @@ struct ContainerState {
     cref: ContainerRef,
     name: Option<String>,
     image: Option<String>,
+    pod: Option<super::db::PodRef>,
     first_seen: String,
     baseline: Option<Baseline>,
     /// The baseline's sharing before the init went away (a new baseline never trusts more).
@@ -319,6 +320,7 @@ impl TrustChecker {
                     cref: ContainerRef { id: id.clone(), runtime },
                     name: c.name.clone(),
                     image: c.image.clone(),
+                    pod: c.pod.clone(),
                     first_seen: c.first_seen.clone(),
                     baseline: Some(Baseline {
                         init_pid: c.init_pid,
@@ -368,6 +370,7 @@ impl TrustChecker {
                     init_start_time: b.init_start,
                     baseline: b.ns.to_vec(),
                     shares_host: kinds(b.shares_host).into_iter().map(str::to_string).collect(),
+                    pod: c.pod.clone(),
                     processes: procs,
                 },
             );
@@ -623,11 +626,14 @@ impl TrustChecker {
         }
         let key: Arc<str> = Arc::from(cref.id.as_str());
         let meta = self.ctx.metadata.lookup(&cref.id);
+        // The source that knows the container names its runtime (a kubepods path does not).
+        let cref = ContainerRef { runtime: meta.as_ref().and_then(|m| m.runtime).unwrap_or(cref.runtime), ..cref };
         self.containers.insert(
             key.clone(),
             ContainerState {
                 name: meta.as_ref().and_then(|m| m.name.clone()),
                 image: meta.as_ref().and_then(|m| m.image.clone()),
+                pod: meta.as_deref().and_then(super::db::PodRef::of),
                 cref,
                 first_seen: rfc3339_nanos(sys::realtime_ns()),
                 baseline: None,
@@ -694,6 +700,8 @@ impl TrustChecker {
             if let Some(m) = meta {
                 c.name = m.name.clone().or(c.name.take());
                 c.image = m.image.clone().or(c.image.take());
+                c.pod = super::db::PodRef::of(&m).or(c.pod.take());
+                c.cref.runtime = m.runtime.unwrap_or(c.cref.runtime);
             }
             self.dirty = true;
             taken += 1;

@@ -11,7 +11,7 @@ use dcea_common::NsKind;
 
 use super::{
     HostNamespaces, TrustChecker, TrustStore,
-    db::{DEFAULT_STATE_DIR, Loaded, TrustFile},
+    db::{ContainerRecord, DEFAULT_STATE_DIR, Loaded, PodRef, TrustFile},
 };
 use crate::{
     Error,
@@ -49,7 +49,7 @@ pub enum ShowFormat {
 pub struct ShowArgs {
     #[command(flatten)]
     pub state: StateDirArg,
-    /// Only this container (full id, id prefix, or name).
+    /// Only this container (full id, id prefix, or name) or pod (`name` or `namespace/name`).
     #[arg(long, value_name = "ID")]
     pub container: Option<String>,
     #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
@@ -66,6 +66,8 @@ pub struct VerifyArgs {
     /// Alert format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
+    #[command(flatten)]
+    pub cri: crate::container::cri::socket::CriSocketArg,
 }
 
 pub fn run(cmd: TrustCommand) -> Result<u8, Error> {
@@ -94,7 +96,12 @@ fn load_for_reading(dir: &Path) -> Result<TrustFile, Error> {
 fn show(args: &ShowArgs) -> Result<u8, Error> {
     let mut file = load_for_reading(&args.state.state_dir)?;
     if let Some(want) = &args.container {
-        file.containers.retain(|id, c| id == want || id.starts_with(want.as_str()) || c.name.as_deref() == Some(want));
+        file.containers.retain(|id, c| {
+            id == want
+                || id.starts_with(want.as_str())
+                || c.name.as_deref() == Some(want)
+                || c.pod.as_ref().is_some_and(|p| pod_label(p) == *want || p.name == *want)
+        });
         if file.containers.is_empty() {
             return Err(Error::Usage(format!("no container {want:?} in the trust database")));
         }
@@ -112,6 +119,13 @@ fn print_or_stop(text: &str) -> Result<(), Error> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::io("writing to stdout", e)),
         _ => Ok(()),
+    }
+}
+
+fn pod_label(p: &PodRef) -> String {
+    match &p.namespace {
+        Some(ns) => format!("{ns}/{}", p.name),
+        None => p.name.clone(),
     }
 }
 
@@ -134,7 +148,19 @@ pub fn render_table(file: &TrustFile) -> String {
         .iter()
         .map(|k| if *k == NsKind::PidForChildren { "PIDCHILDREN".into() } else { k.name().to_uppercase() })
         .collect();
-    for (id, c) in &file.containers {
+    // Pods first, each with its containers; then containers outside any pod.
+    let mut order: Vec<(&String, &ContainerRecord)> = file.containers.iter().collect();
+    order.sort_by(|a, b| (a.1.pod.is_none(), &a.1.pod, a.0).cmp(&(b.1.pod.is_none(), &b.1.pod, b.0)));
+    let mut current_pod: Option<&PodRef> = None;
+    for (id, c) in order {
+        if let Some(p) = &c.pod
+            && current_pod != Some(p)
+        {
+            let _ = writeln!(s);
+            let uid = p.uid.as_deref().map_or(String::new(), |u| format!(" (uid {})", escape_text(u)));
+            let _ = writeln!(s, "pod {}{uid}", escape_text(&pod_label(p)));
+            current_pod = Some(p);
+        }
         let _ = writeln!(s);
         let _ = writeln!(s, "container {id} ({})", escape_text(&c.runtime));
         let _ = writeln!(s, "  name {}  image {}  first seen {}", opt(&c.name), opt(&c.image), c.first_seen);
@@ -165,9 +191,11 @@ fn verify(args: &VerifyArgs) -> Result<u8, Error> {
     }
     let host = HostNamespaces::detect(args.host_ns_pid)?;
     let metadata = MetadataCache::fetch(&engine::socket_path()).unwrap_or_else(|e| {
-        eprintln!("dcea: no Docker engine ({e}): containers are named by id only");
+        eprintln!("dcea: no Docker engine ({e}): Docker containers are named by id only");
         MetadataCache::disabled()
     });
+    let cri_sockets = crate::container::cri::socket::discover(args.cri.cri_socket.as_deref());
+    let metadata = metadata.with_cri(crate::container::cri::fetch_cache(&cri_sockets));
     let dir = &args.state.state_dir;
     let store = match TrustStore::open(dir)? {
         Some(s) => s,
@@ -228,6 +256,7 @@ mod tests {
                 init_start_time: 1,
                 baseline: vec![0, 2, 2, 3, 4, 5, 6, 7, 8],
                 shares_host: vec![],
+                pod: None,
                 processes: vec![ProcessRecord::new(9, 1, "a\nb", &ns, &mut Digests::default())],
             },
         );
@@ -236,5 +265,41 @@ mod tests {
         assert!(text.contains("a\\nb"), "{text}");
         assert!(text.contains("shares with the host: none"), "{text}");
         assert_eq!(text.lines().filter(|l| l.starts_with("container ")).count(), 1);
+    }
+
+    #[test]
+    fn table_lists_containers_by_pod() {
+        let mut f = TrustFile::new(&HostNamespaces::fixed());
+        let record = |pod: Option<(&str, &str)>| ContainerRecord {
+            runtime: "containerd".into(),
+            name: Some("app".into()),
+            image: None,
+            first_seen: "t".into(),
+            init_pid: 9,
+            init_start_time: 1,
+            baseline: vec![0; 9],
+            shares_host: vec!["pid".into()],
+            pod: pod.map(|(ns, name)| PodRef {
+                namespace: Some(ns.into()),
+                name: name.into(),
+                uid: Some("u-1".into()),
+            }),
+            processes: vec![],
+        };
+        f.containers.insert("a".repeat(64), record(None));
+        f.containers.insert("b".repeat(64), record(Some(("prod", "web-1"))));
+        f.containers.insert("c".repeat(64), record(Some(("prod", "web-1"))));
+        f.containers.insert("d".repeat(64), record(Some(("dev", "db-0"))));
+        let text = render_table(&f);
+        let heads: Vec<&str> = text.lines().filter(|l| l.starts_with("pod ") || l.starts_with("container ")).collect();
+        assert_eq!(heads.len(), 6, "{text}");
+        assert_eq!(heads[0], "pod dev/db-0 (uid u-1)");
+        assert!(heads[1].starts_with(&format!("container {}", "d".repeat(64))));
+        assert_eq!(heads[2], "pod prod/web-1 (uid u-1)");
+        assert!(heads[3].contains(&"b".repeat(64)) && heads[4].contains(&"c".repeat(64)), "{text}");
+        assert!(heads[5].contains(&"a".repeat(64)), "containers outside pods come last: {text}");
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["containers"]["b".repeat(64)]["pod"]["name"], "web-1");
+        assert!(json["containers"]["a".repeat(64)].get("pod").is_none(), "no pod, no key (older readers)");
     }
 }

@@ -66,7 +66,27 @@ pub struct ContainerRecord {
     pub baseline: Vec<u32>,
     /// Kinds this container is trusted to share with the host (e.g. pid for `--pid=host`).
     pub shares_host: Vec<String>,
+    /// The Kubernetes pod the container belongs to (CRI or dockershim labels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRef>,
     pub processes: Vec<ProcessRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+impl PodRef {
+    pub fn of(meta: &crate::container::metadata::ContainerMeta) -> Option<PodRef> {
+        Some(PodRef {
+            namespace: meta.k8s_ns_name.clone(),
+            name: meta.k8s_pod_name.clone()?,
+            uid: meta.k8s_pod_uid.clone(),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +358,7 @@ mod tests {
                 init_start_time: 5,
                 baseline: ns.to_vec(),
                 shares_host: vec!["user".into(), "time".into()],
+                pod: None,
                 processes: vec![ProcessRecord::new(100, 5, "sh", &ns, &mut d)],
             },
         );

@@ -98,6 +98,7 @@ fn main() {
         containers: Vec::new(),
         self_mode: false,
         docker_socket: "/var/run/docker.sock".into(),
+        cri: Default::default(),
         output: OutputArgs { format: None, fail_on: None },
     };
     let mut in_process = Vec::new();

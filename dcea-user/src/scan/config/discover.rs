@@ -1,6 +1,7 @@
 //! Which containers are running, and which host pid is each one's init: the Docker Engine
-//! API when its socket is there (names, images), always completed from /proc and cgroups
-//! (every runtime: containerd, CRI-O, Podman, Docker without its API).
+//! API when its socket is there (names, images), the CRI runtimes' (pods, names, images, the
+//! declared settings), always completed from /proc and cgroups (every runtime: containerd,
+//! CRI-O, Podman, Docker without its API).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -20,6 +21,12 @@ pub struct Target {
     pub image: Option<String>,
     pub runtime: Runtime,
     pub pid: u32,
+    /// `namespace/name` of the Kubernetes pod (CRI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// What the CRI runtime says the container was created with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declared: Option<super::cri::Declared>,
 }
 
 /// The parent pid from /proc/<pid>/stat (the comm field may contain spaces and parentheses).
@@ -50,15 +57,19 @@ pub fn from_proc(proc_root: &Path) -> BTreeMap<String, (Runtime, u32)> {
         .collect()
 }
 
-/// Discover targets. Docker problems are warnings: /proc still finds every container.
-pub fn discover(socket: &Path, warnings: &mut Vec<String>) -> Vec<Target> {
+/// Discover targets. Docker and CRI problems are warnings: /proc still finds every container.
+pub fn discover(socket: &Path, cri_sockets: &[std::path::PathBuf], warnings: &mut Vec<String>) -> Vec<Target> {
     let procs = from_proc(Path::new("/proc"));
     let mut targets: BTreeMap<String, Target> = procs
         .iter()
         .map(|(id, (rt, pid))| {
-            (id.clone(), Target { id: id.clone(), name: None, image: None, runtime: *rt, pid: *pid })
+            (
+                id.clone(),
+                Target { id: id.clone(), name: None, image: None, runtime: *rt, pid: *pid, pod: None, declared: None },
+            )
         })
         .collect();
+    super::cri::enrich(&mut targets, cri_sockets, warnings);
     if !socket.exists() {
         return targets.into_values().collect();
     }
@@ -75,7 +86,15 @@ pub fn discover(socket: &Path, warnings: &mut Vec<String>) -> Vec<Target> {
                     Ok(Some(pid)) => {
                         targets.insert(
                             c.id.clone(),
-                            Target { id: c.id, name: c.name, image: c.image, runtime: Runtime::Docker, pid },
+                            Target {
+                                id: c.id,
+                                name: c.name,
+                                image: c.image,
+                                runtime: Runtime::Docker,
+                                pid,
+                                pod: None,
+                                declared: None,
+                            },
                         );
                     }
                     Ok(None) => warnings.push(format!("container {} has no running process", c.id)),

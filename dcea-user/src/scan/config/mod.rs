@@ -4,6 +4,7 @@
 
 pub mod caps;
 pub mod checks;
+pub mod cri;
 pub mod discover;
 pub mod docker;
 pub mod mounts;
@@ -45,6 +46,8 @@ pub struct ConfigScanArgs {
     /// Docker Engine API socket (names and images; /proc finds the containers without it).
     #[arg(long, value_name = "PATH", default_value = "/var/run/docker.sock")]
     pub docker_socket: PathBuf,
+    #[command(flatten)]
+    pub cri: crate::container::cri::socket::CriSocketArg,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -172,7 +175,8 @@ pub fn scan(args: &ConfigScanArgs) -> Result<Report, Error> {
     {
         host.docker_root = root;
     }
-    let targets = select(discover::discover(&args.docker_socket, &mut warnings), &args.containers)?;
+    let cri_sockets = crate::container::cri::socket::discover(args.cri.cri_socket.as_deref());
+    let targets = select(discover::discover(&args.docker_socket, &cri_sockets, &mut warnings), &args.containers)?;
     let mut report = Report::new("config", json!({}));
     let mut scanned = Vec::new();
     for t in &targets {
@@ -187,6 +191,7 @@ pub fn scan(args: &ConfigScanArgs) -> Result<Report, Error> {
         warnings.extend(snap.missing.iter().map(|m| format!("container {}: {m}", subject.short())));
         let devices = devices_list(&snap.cgroup, &host.mounts);
         report.findings.extend(checks::check(&snap, &host, &subject, devices.as_deref()));
+        report.findings.extend(cri::findings(t, &subject));
         scanned.push(t);
     }
     report.target = json!({
@@ -211,6 +216,8 @@ mod tests {
             image: None,
             runtime: crate::container::Runtime::Docker,
             pid: 1,
+            pod: None,
+            declared: None,
         }
     }
 

@@ -55,7 +55,7 @@ const SOCKET_DIRS: [&str; 8] = [
 
 /// Host directories whose exposure enables an escape, with the severity of a read-write
 /// mount of the directory itself (or of an ancestor of it).
-const SENSITIVE: [(&str, Severity); 21] = [
+pub const SENSITIVE: [(&str, Severity); 21] = [
     ("/", Severity::Critical),
     ("/etc", Severity::High),
     ("/root", Severity::High),
@@ -79,7 +79,7 @@ const SENSITIVE: [(&str, Severity); 21] = [
     ("/var/run", Severity::High),
 ];
 
-fn is_under(path: &str, dir: &str) -> bool {
+pub fn is_under(path: &str, dir: &str) -> bool {
     dir == "/" || path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
