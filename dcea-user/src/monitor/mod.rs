@@ -350,7 +350,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     router.trust = None;
     let summary = worker.stop();
     drain_trust(&mut trust_rx, &mut router);
-    let delivery_part = router.delivery.stop(STOP_GRACE).to_string();
+    let delivery_part = format!("delivery: {}", router.delivery.stop(STOP_GRACE));
     print_summary(kernel.as_ref(), &summary, &delivery_part);
     result
 }
