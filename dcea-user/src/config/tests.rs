@@ -274,3 +274,39 @@ fn scalars_read_back_as_written() {
         assert!(!pairs[0].1.is_null(), "{text}");
     }
 }
+
+/// The fuzz target's property on deterministic mutations of the default file (the fuzzer
+/// itself runs with `cargo xtask fuzz --target config_parser`): every input is accepted or
+/// gives errors placed inside it, never a panic.
+#[test]
+fn mutated_files_never_panic() {
+    let base = default_config().into_bytes();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b":-[]{}#&*!|>'\"~ \n\r\tx0";
+    for _ in 0..300 {
+        let mut bytes = base.clone();
+        for _ in 0..1 + next() % 8 {
+            let at = (next() as usize) % bytes.len().max(1);
+            match next() % 3 {
+                0 => bytes[at] = alphabet[(next() as usize) % alphabet.len()],
+                1 => bytes.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                _ => {
+                    bytes.remove(at);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let lines = text.split(['\n', '\r']).count() as u32;
+        if let Err(errors) = check_text("m.yaml", &text) {
+            for e in errors {
+                assert!(e.pos.is_none_or(|p| p.line <= lines + 1), "{e} outside {lines} lines");
+            }
+        }
+    }
+}
