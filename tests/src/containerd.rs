@@ -236,7 +236,8 @@ impl Containerd {
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        let mut c = Containerd { child, dir, socket, rt, channel, pods: Vec::new(), uids: Vec::new(), image_id: String::new() };
+        let mut c =
+            Containerd { child, dir, socket, rt, channel, pods: Vec::new(), uids: Vec::new(), image_id: String::new() };
         c.import_image();
         Some(c)
     }

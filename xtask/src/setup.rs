@@ -81,7 +81,9 @@ fn ensure_protoc() -> Result<()> {
         return Ok(());
     }
     if !crate::is_root() {
-        bail!("protoc is missing (the CRI client is generated with it): apt-get install protobuf-compiler, or set PROTOC");
+        bail!(
+            "protoc is missing (the CRI client is generated with it): apt-get install protobuf-compiler, or set PROTOC"
+        );
     }
     eprintln!("setup: installing protobuf-compiler (protoc) with apt");
     let apt = |args: &[&str]| {

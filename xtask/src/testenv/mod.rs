@@ -1,6 +1,7 @@
 //! `cargo xtask env up`: the test environment a fresh Debian/Ubuntu host lacks, installed with
 //! apt and started, idempotently (a few quick checks when everything is up):
-//! - the tools the tests call (util-linux, rsyslog, prometheus, containerd's `ctr`, bpftrace);
+//! - the tools the tests call (util-linux, rsyslog, prometheus, containerd's `ctr`, bpftrace,
+//!   musl-tools for the image's static binary);
 //! - a Docker engine (Debian's docker.io) with no bridge and no iptables, and the runc wrapper
 //!   this host needs (see [`runc_wrapper`]);
 //! - the test image `dcea-test/busybox:latest`, built locally from busybox-static;
@@ -32,6 +33,8 @@ pub fn up(parts: Parts) -> Result<()> {
         ("rsyslogd", "rsyslog"),
         ("prometheus", "prometheus"),
         ("bpftrace", "bpftrace"),
+        // The image's static binary: a musl C compiler for the bundled SQLite and zstd.
+        ("musl-gcc", "musl-tools"),
     ]);
     if parts.docker {
         packages.need_programs(&[("dockerd", "docker.io"), ("containerd", "containerd"), ("ctr", "containerd")]);

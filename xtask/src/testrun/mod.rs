@@ -78,6 +78,11 @@ pub fn run(root: &Path, opts: Options) -> Result<()> {
     )?;
 
     crate::build(root, false)?;
+    if root_user && !opts.skip.contains("docker") {
+        // The DaemonSet test runs the real image, built from this static binary.
+        eprintln!("xtask: static binary and image context for the deployment test");
+        crate::image::run(root, crate::image::ImageArgs { tag: String::new(), context_only: true })?;
+    }
     let ledger = root.join("target").join("test-skips.tsv");
     let _ = fs::remove_file(&ledger);
     eprintln!("xtask: privileged end-to-end tests (--test-threads=1)");
