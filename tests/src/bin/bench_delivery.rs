@@ -7,10 +7,7 @@
 //!    rule fires on every open) while `dcea monitor --output file:…` runs; the agent's
 //!    alerts/s, CPU and peak RSS from /proc, and what the kernel lost.
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use dcea_user::{
     metrics::Metrics,
@@ -104,30 +101,7 @@ fn synthetic(n: u64, storm: bool) {
 }
 
 fn container_flood(opens: u64) -> Option<(f64, String)> {
-    let helper = dcea_tests::helper_bin();
-    let started = Instant::now();
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/lib:/lib:ro",
-            "-v",
-            "/lib64:/lib64:ro",
-        ])
-        .arg("-v")
-        .arg(format!("{}:/dcea-test-helper:ro", helper.display()))
-        .args([dcea_tests::docker::IMAGE, "/dcea-test-helper", "open-loop", "/etc/shadow", &opens.to_string()])
-        .output()
-        .ok()?;
-    let _ = started;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let secs = text.split_whitespace().find_map(|w| w.strip_prefix("secs=")).and_then(|v| v.parse().ok())?;
-    Some((secs, text))
+    dcea_tests::docker::helper_open_loop("/etc/shadow", opens)
 }
 
 fn real(opens: u64, storm_window: &str) {

@@ -114,27 +114,7 @@ fn overhead(rounds: u32) -> (Rounds, Rounds) {
 /// Seconds for a container to open+close an ordinary file `count` times (the helper runs in
 /// a busybox container with the host's libraries mounted read-only).
 fn container_opens_secs(count: u64) -> Option<f64> {
-    let helper = dcea_tests::helper_bin();
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/lib:/lib:ro",
-            "-v",
-            "/lib64:/lib64:ro",
-        ])
-        .arg("-v")
-        .arg(format!("{}:/dcea-test-helper:ro", helper.display()))
-        .args([dcea_tests::docker::IMAGE, "/dcea-test-helper", "open-loop", "/etc/hostname", &count.to_string()])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().find_map(|w| w.strip_prefix("secs=")).and_then(|v| v.parse().ok())
+    dcea_tests::docker::helper_open_loop("/etc/hostname", count).map(|(secs, _)| secs)
 }
 
 /// (detached, attached) seconds per round and the attached agent's stop summary.
