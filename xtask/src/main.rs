@@ -49,7 +49,7 @@ enum Cmd {
     /// and Docker end-to-end tests and the 6.1 guest (as root). Ends with `N passed, N failed,
     /// N skipped`; any skip fails the run unless its kind is accepted with --skip.
     Test {
-        /// Accept skips of these kinds: docker, vm, root, kernel, package, ignored
+        /// Accept skips of these kinds: docker, vm, root, kernel, package
         /// (comma-separated or repeated; also $DCEA_TEST_SKIP).
         #[arg(long, value_delimiter = ',')]
         skip: Vec<String>,

@@ -20,13 +20,12 @@ use crate::{testenv, vm};
 use tally::Tally;
 
 /// The kinds `--skip` accepts, with what each leaves out.
-pub const KINDS: [(&str, &str); 6] = [
+pub const KINDS: [(&str, &str); 5] = [
     ("docker", "the Docker end-to-end tests"),
     ("vm", "the kernel matrix in qemu"),
     ("root", "everything that loads eBPF programs (when not run as root)"),
     ("kernel", "tests of hooks or kernel features this host lacks and no guest ran"),
     ("package", "tests of a Debian package that is not installed"),
-    ("ignored", "#[ignore] tests"),
 ];
 
 pub struct Options {
@@ -134,6 +133,9 @@ pub fn run(root: &Path, opts: Options) -> Result<()> {
     println!();
     for (test, kernel) in &summary.covered {
         println!("covered in the {kernel} guest: {test} (this host's kernel cannot run it)");
+    }
+    for name in &summary.ignored {
+        println!("ignored by design (#[ignore], run by hand): {name}");
     }
     for s in &summary.skipped {
         println!("SKIPPED {} [{}]: {}", s.test, s.kind, s.reason);
