@@ -65,15 +65,10 @@ fn sha256(data: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(data))
 }
 
-/// The OCI runtime for privileged containers on this host (see `docker::runtime_binary`);
-/// the wrapper `../shared/env/dockerd-up.sh` installs until `cargo xtask env up` ships its own.
+/// The OCI runtime for privileged containers on this host (see `docker::runtime_binary`: the
+/// wrapper `cargo xtask env up` installs where the capability bounding set needs it).
 pub fn runc_binary() -> PathBuf {
-    let bin = crate::docker::runtime_binary();
-    if bin.exists() {
-        return bin;
-    }
-    let legacy = PathBuf::from("/usr/local/bin/dcea-runc");
-    if legacy.exists() { legacy } else { bin }
+    crate::docker::runtime_binary()
 }
 
 /// An OCI image layout tarball of busybox-static (sh, sleep, cat, nsenter…; /etc/shadow for
