@@ -204,11 +204,7 @@ pub fn failures(runs: &[(&KernelSpec, GuestRun)]) -> Vec<String> {
 pub fn run_matrix(root: &Path, opts: VmOptions) -> Result<Vec<(&'static KernelSpec, GuestRun)>> {
     let qemu = which("qemu-system-x86_64")
         .context("qemu-system-x86_64 not found: apt-get install --no-install-recommends qemu-system-x86")?;
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file() && is_static(p))
-        .context("no static busybox: apt-get install busybox-static")?;
+    let busybox = crate::testenv::apt::static_busybox().context("no static busybox: apt-get install busybox-static")?;
     let cache = root.join("target").join("vm-cache");
     fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
 

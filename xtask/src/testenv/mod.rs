@@ -7,7 +7,7 @@
 //! - the test image `dcea-test/busybox:latest`, built locally from busybox-static;
 //! - qemu and a static busybox for the kernel matrix's guests.
 
-mod apt;
+pub(crate) mod apt;
 mod docker;
 pub mod runc_wrapper;
 
