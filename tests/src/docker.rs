@@ -113,6 +113,14 @@ impl Container {
         docker(&args)
     }
 
+    /// What the container wrote, stdout then stderr (`docker logs` splits them the same way).
+    pub fn logs(&self) -> String {
+        match Command::new("docker").args(["logs", &self.id]).output() {
+            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            Err(e) => format!("(docker logs: {e})"),
+        }
+    }
+
     /// Wait for the container to exit; its exit code.
     pub fn wait(&self) -> i32 {
         docker(&["wait", &self.id]).parse().unwrap_or(-1)

@@ -173,6 +173,49 @@ fn cri_socket_missing_unreadable_or_garbage_still_alerts_with_ids() {
     assert_eq!(count_unreachable(&lines), 1, "said once: {lines:#?}");
 }
 
+#[test]
+fn cri_runtime_started_after_the_agent_is_discovered_at_its_well_known_path() {
+    let Some(mut cri) = Containerd::start("cri_socket_appears") else { return };
+    // The agent in a mount namespace of its own whose /run is empty: no runtime at any
+    // well-known path until the test puts one there (the host's /run is never touched).
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs dcea-test-run /run && exec \"$0\" monitor",
+    ])
+    .arg(dcea_tests::dcea_bin());
+    let mut monitor = Monitor::spawn(cmd);
+    assert!(
+        monitor.stderr_lines.iter().any(|l| l.contains("no CRI runtime socket found")),
+        "nothing to follow at start: {:#?}",
+        monitor.stderr_lines
+    );
+    let pod = cri.run_pod("before", PodSpec::default());
+    let id = cri.run_container(&pod, "reader", "sleep 1; cat /etc/shadow >/dev/null");
+    let (a, _) = wait_rule(&mut monitor, CREDENTIAL_RULE, &id, Duration::from_secs(20));
+    assert_eq!(a.field("k8s.pod.name"), &serde_json::Value::Null, "no runtime known yet: {}", a.raw);
+
+    // k3s's socket appears, as when the runtime starts after the agent on a booting node.
+    let link =
+        format!("mkdir -p /run/k3s/containerd && ln -s {} /run/k3s/containerd/containerd.sock", cri.socket.display());
+    let st = std::process::Command::new("nsenter")
+        .args(["-t", &monitor.pid().to_string(), "-m", "--", "sh", "-c", &link])
+        .status()
+        .expect("nsenter");
+    assert!(st.success(), "placing the socket in the agent's /run");
+    let line = monitor.wait_stderr("appeared", Duration::from_secs(15));
+    assert!(line.contains("/run/k3s/containerd/containerd.sock"), "{line}");
+    let pod = cri.run_pod("after", PodSpec::default());
+    let id = cri.run_container(&pod, "reader", "sleep 3; cat /etc/shadow >/dev/null");
+    let (a, _) = wait_rule(&mut monitor, CREDENTIAL_RULE, &id, Duration::from_secs(20));
+    assert_pod_fields(&a, &pod, "reader");
+    monitor.stop();
+}
+
 /// Writes containerd's real answers as JSON into $DCEA_CRI_RECORD (the fixtures of
 /// dcea-user/src/container/cri/testdata were made with it). Run by hand: `--ignored`.
 #[test]

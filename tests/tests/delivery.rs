@@ -615,6 +615,32 @@ fn storm_of_20000_hits_becomes_a_handful_of_alerts_and_exact_summaries() {
     }
 }
 
+/// The flood: two containers reading /etc/shadow in a loop, a privileged one making
+/// UTS namespaces; forever, or `(reads, unshares)` times each.
+fn flood_containers(prefix: &str, bounded: Option<(u32, u32)>) -> [docker::Container; 3] {
+    let repeat = |n: Option<u32>, body: &str| match n {
+        Some(n) => format!("i=0; while [ $i -lt {n} ]; do {body}; i=$((i+1)); done"),
+        None => format!("while true; do {body}; done"),
+    };
+    let shadow = repeat(bounded.map(|b| b.0), "cat /etc/shadow >/dev/null");
+    let unshare = repeat(bounded.map(|b| b.1), "unshare -u true");
+    [
+        docker::Container::run_named(prefix, &[], &["sh", "-c", &shadow]),
+        docker::Container::run_named(prefix, &[], &["sh", "-c", &shadow]),
+        docker::Container::run_named(prefix, &["--privileged"], &["sh", "-c", &unshare]),
+    ]
+}
+
+/// A privileged `--pid=host` container entering the anchor's mount namespace, then `tail`.
+fn nsenter_escape_container(name: &str, anchor: &HostAnchor, tail: &str) -> docker::Container {
+    let mnt = format!("--mount=/proc/{}/ns/mnt", anchor.pid());
+    docker::Container::run_named(
+        name,
+        &["--privileged", "--pid=host"],
+        &["sh", "-c", &format!("nsenter {mnt} -- true{tail}")],
+    )
+}
+
 #[test]
 fn flood_with_a_stalled_stdout_reader_still_delivers_the_escape() {
     if !require_root("flood_with_a_stalled_stdout_reader") || !docker::available("flood_with_a_stalled_stdout_reader") {
@@ -637,22 +663,10 @@ fn flood_with_a_stalled_stdout_reader_still_delivers_the_escape() {
     );
     let stdout = agent.child.stdout.take().unwrap();
     let anchor = HostAnchor::start();
-    let loop_shadow = ["sh", "-c", "while true; do cat /etc/shadow >/dev/null; done"];
-    let _c1 = docker::Container::run_named("dcea-flood", &[], &loop_shadow);
-    let _c2 = docker::Container::run_named("dcea-flood", &[], &loop_shadow);
-    let _c3 = docker::Container::run_named(
-        "dcea-flood",
-        &["--privileged"],
-        &["sh", "-c", "while true; do unshare -u true; done"],
-    );
+    let flood = flood_containers("dcea-flood", None);
     let stall_start = Instant::now();
     thread::sleep(Duration::from_secs(3));
-    let mnt = format!("--mount=/proc/{}/ns/mnt", anchor.pid());
-    let escaper = docker::Container::run_named(
-        "dcea-flood-escape",
-        &["--privileged", "--pid=host"],
-        &["sh", "-c", &format!("nsenter {mnt} -- true; sleep 60")],
-    );
+    let escaper = nsenter_escape_container("dcea-flood-escape", &anchor, "; sleep 60");
     // The reader stalls for 15 s, as a slow log shipper or a full pipe would.
     thread::sleep(Duration::from_secs(15).saturating_sub(stall_start.elapsed()));
     let resumed = monotonic_ns();
@@ -684,7 +698,7 @@ fn flood_with_a_stalled_stdout_reader_still_delivers_the_escape() {
     let latency_ms = (escape_at - resumed) / 1_000_000;
     eprintln!("flood: escape read {latency_ms} ms after the reader resumed ({} lines before it)", lines.len());
     assert!(latency_ms < 1000, "the escape within 1 s of resuming, took {latency_ms} ms");
-    drop((_c1, _c2, _c3));
+    drop(flood);
     // Read the rest while the agent stops; then every number must add up.
     let reader = thread::spawn(move || rx.iter().count());
     assert!(agent.alive());
@@ -698,4 +712,78 @@ fn flood_with_a_stalled_stdout_reader_still_delivers_the_escape() {
     assert_eq!(alerts - shed, delivered, "raised minus shed is delivered: {summary}");
     let (_, lost_priority) = kernel_lost(&summary);
     assert_eq!(lost_priority, 0, "the priority channel never overflows: {summary}");
+}
+
+#[test]
+fn flood_with_the_http_receiver_down_delivers_every_alert_from_the_spool_in_order_once() {
+    const TEST: &str = "flood_with_the_http_receiver_down";
+    if !require_root(TEST) || !docker::available(TEST) {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("alerts.json");
+    let port = free_port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let receiver = Receiver::start(port, got.clone(), false);
+    let url = format!("http://127.0.0.1:{port}/");
+    // Storm control off: thousands of alerts pile up in the spool. The file sink beside it is
+    // the reference: the HTTP receiver must end with exactly what the file holds, in its order.
+    let agent = Agent::start(
+        &[
+            "--mode",
+            "ebpf",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--storm-window",
+            "0s",
+            "--output",
+            &format!("file:{}", file.display()),
+            "--output",
+            &url,
+        ],
+        Stdio::null(),
+    );
+    let anchor = HostAnchor::start();
+    let port = receiver.stop();
+    let down = Instant::now();
+    // A bounded flood (about 10 s of work), the escape in the middle.
+    let flood = flood_containers("dcea-httpflood", Some((3000, 1000)));
+    thread::sleep(Duration::from_secs(2));
+    let escaper = nsenter_escape_container("dcea-httpflood-escape", &anchor, "");
+    assert_eq!(escaper.wait(), 0, "the escape ran: {}", escaper.logs());
+    thread::sleep(Duration::from_secs(15).saturating_sub(down.elapsed()));
+    assert!(got.lock().unwrap().is_empty(), "nothing arrives while the receiver is down");
+    let _receiver = Receiver::start(port, got.clone(), false);
+    for c in &flood {
+        assert_eq!(c.wait(), 0, "the flood ran: {}", c.logs());
+    }
+    thread::sleep(Duration::from_secs(1));
+    // Everything raised so far is in the file; the spool drains behind it.
+    let reference = || -> Vec<Value> {
+        std::fs::read_to_string(&file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while got.lock().unwrap().len() < reference().len() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+    }
+    let replay_took = down.elapsed();
+    let stderr = agent.stderr_text();
+    let summary = agent.stop();
+    let (alerts, _, shed, delivered) = delivery_numbers(&summary, &url);
+    let (reference, received) = (reference(), got.lock().unwrap().clone());
+    eprintln!("http flood: {} alerts via the spool, all in by {replay_took:?}; {summary}", received.len());
+    assert_eq!(shed, 0, "nothing shed within the spool bound: {summary}");
+    assert_eq!(alerts, reference.len() as u64, "the file holds every alert: {summary}");
+    assert!(reference.len() > 1000, "a flood, not a trickle: {}", reference.len());
+    assert_eq!(delivered, received.len() as u64, "{summary}");
+    assert_eq!(received.len(), reference.len(), "every alert reached the receiver (stderr:\n{stderr})");
+    if let Some(i) = (0..received.len()).find(|&i| received[i] != reference[i]) {
+        panic!("order differs at alert {i}: file {} / http {}", reference[i], received[i]);
+    }
+    assert!(
+        received
+            .iter()
+            .any(|v| v["rule"] == ESCAPE_RULE && same_container(&v["output_fields"]["container.id"], &escaper.id)),
+        "the escape came through the spool"
+    );
 }

@@ -29,7 +29,7 @@ impl Scenario {
     fn run(&mut self, extra: &[&str], script: &str, rule: &str) -> (String, Vec<Received>) {
         let c = Container::run(extra, &["sh", "-c", script]);
         let code = c.wait();
-        let logs = docker::docker(&["logs", &c.id]);
+        let logs = c.logs();
         assert_eq!(code, 0, "scenario script failed ({code}): {script}\n{logs}");
         let id = c.id.clone();
         let (hit, seen) = self
@@ -60,8 +60,7 @@ impl Scenario {
         for _ in 0..n {
             let c = Container::run(extra, &["sh", "-c", script]);
             let code = c.wait();
-            let logs = || docker::docker(&["logs", &c.id]);
-            assert_eq!(code, 0, "repeat of '{rule}': script failed ({code}): {script}\n{}", logs());
+            assert_eq!(code, 0, "repeat of '{rule}': script failed ({code}): {script}\n{}", c.logs());
             let id = c.id.clone();
             let (hit, _) = self
                 .monitor
@@ -256,6 +255,12 @@ fn host_path_bind_mounted_in_a_container() {
     assert_rule(RULE, &pos, &neg);
 }
 
+/// Each step names itself when it fails: the exit code says which one.
+/// The unmount is tidiness (the container's mount namespace goes with it): it never fails
+/// the run.
+const CHROOT_INTO_HOST_DISK: &str = "mount /dev/hostdisk /mnt || exit 11; cp /bin/busybox /mnt/ || exit 12; \
+     chroot /mnt /busybox true || exit 13; umount /mnt || echo \"umount failed: $?\" >&2";
+
 #[test]
 fn chroot_into_a_host_filesystem_from_a_container() {
     let Some(mut s) = Scenario::start("chroot_into_a_host_filesystem_from_a_container") else { return };
@@ -264,16 +269,8 @@ fn chroot_into_a_host_filesystem_from_a_container() {
     let device = format!("{}:/dev/hostdisk", disk.dev);
     // Short-lived on purpose: the new root's device comes from the kernel at syscall exit,
     // not from /proc after the fact.
-    let pos = s.run(
-        &["--privileged", "--device", &device],
-        "mount /dev/hostdisk /mnt && cp /bin/busybox /mnt/ && chroot /mnt /busybox true; umount /mnt",
-        RULE,
-    );
-    s.repeat(
-        &["--privileged", "--device", &device],
-        "mount /dev/hostdisk /mnt && cp /bin/busybox /mnt/ && chroot /mnt /busybox true; umount /mnt",
-        RULE,
-    );
+    let pos = s.run(&["--privileged", "--device", &device], CHROOT_INTO_HOST_DISK, RULE);
+    s.repeat(&["--privileged", "--device", &device], CHROOT_INTO_HOST_DISK, RULE);
     let neg = s.run(&["--privileged"], "chroot / /bin/true", RULE);
     assert_rule(RULE, &pos, &neg);
     let hit = with_rule(&pos.1, RULE)[0];

@@ -255,7 +255,7 @@ fn self_scan(extra: &[&str]) -> serde_json::Value {
     let mut opts = vec!["-v", &mount, "-v", "/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro", "-v", "/lib64:/lib64:ro"];
     opts.extend_from_slice(extra);
     let c = Container::run(&opts, &["/dcea", "scan", "config", "--self", "--format", "json"]);
-    assert_eq!(c.wait(), 0, "dcea --self failed: {}", docker::docker(&["logs", &c.id]));
+    assert_eq!(c.wait(), 0, "dcea --self failed: {}", c.logs());
     let out = Command::new("docker").args(["logs", &c.id]).output().expect("docker logs");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }

@@ -7,7 +7,9 @@
 //! runtime (tonic is async; the alert path is not) and keeps the map: a full ListPodSandbox +
 //! ListContainers (with a verbose ContainerStatus for each new container) on connect, then the
 //! runtime's GetContainerEvents stream where it has one (containerd ≥ 1.7), else the listings
-//! every 2 s (containerd 1.6). An id a lookup missed is asked for at once.
+//! every 2 s (containerd 1.6). An id a lookup missed is asked for at once. Without
+//! `--cri-socket`, the well-known socket paths are looked at again every few seconds, so a
+//! runtime that starts after the agent (node boot, a k3s install) is followed from then on.
 
 pub mod client;
 pub mod model;
@@ -22,7 +24,7 @@ mod tests;
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Condvar, Mutex, RwLock},
+    sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, Weak},
     thread,
     time::{Duration, Instant},
 };
@@ -66,10 +68,56 @@ impl Source {
 /// How long a lookup miss waits before asking about the same id again.
 const ASK_AGAIN: Duration = Duration::from_secs(30);
 
+/// How often the well-known socket paths are looked at again for a runtime that appeared.
+const REDISCOVER_EVERY: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 struct Shared {
-    sources: Vec<Arc<Source>>,
+    sources: RwLock<Vec<Arc<Source>>>,
     asked: Mutex<HashMap<String, Instant>>,
+}
+
+impl Shared {
+    fn sources(&self) -> RwLockReadGuard<'_, Vec<Arc<Source>>> {
+        self.sources.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The worker thread of one socket: its own current-thread async runtime.
+fn spawn_worker(source: &Arc<Source>) {
+    let (tx, rx) = unbounded_channel();
+    *source.work.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    let s = source.clone();
+    let spawned =
+        thread::Builder::new().name("dcea-cri".into()).spawn(
+            move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(worker::run(s, rx)),
+                Err(e) => {
+                    tracing::warn!("CRI metadata from {} unavailable: {e}", s.socket.display());
+                    s.set_ready();
+                }
+            },
+        );
+    if let Err(e) = spawned {
+        tracing::warn!("CRI metadata from {} unavailable: cannot start its thread: {e}", source.socket.display());
+        source.set_ready();
+    }
+}
+
+/// Looks at the well-known paths every [`REDISCOVER_EVERY`] until the cache goes away.
+fn spawn_rediscovery(shared: Weak<Shared>) {
+    let spawned = thread::Builder::new().name("dcea-cri-discover".into()).spawn(move || {
+        loop {
+            thread::sleep(REDISCOVER_EVERY);
+            let Some(shared) = shared.upgrade() else { return };
+            for sock in (CriCache { shared }).follow_new(socket::discover(None)) {
+                tracing::info!("CRI runtime socket {} appeared: following it", sock.display());
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("CRI sockets that appear later will not be followed: cannot start a thread: {e}");
+    }
 }
 
 /// See the module comment. Cloning shares the cache.
@@ -81,28 +129,30 @@ pub struct CriCache {
 impl CriCache {
     /// Follow `sockets` in the background (see [`socket::discover`]).
     pub fn start(sockets: Vec<PathBuf>) -> CriCache {
-        let mut sources = Vec::new();
+        let cache = CriCache::default();
+        cache.follow_new(sockets);
+        cache
+    }
+
+    /// Start following each of `sockets` not followed yet (the same socket under another
+    /// name, `/var/run` → `/run`, counts as followed); returns the ones started.
+    pub fn follow_new(&self, sockets: Vec<PathBuf>) -> Vec<PathBuf> {
+        let identity = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut sources = self.shared.sources.write().unwrap_or_else(|e| e.into_inner());
+        let mut known: Vec<PathBuf> = sources.iter().map(|s| identity(&s.socket)).collect();
+        let mut started = Vec::new();
         for sock in sockets {
-            let source = Arc::new(Source::new(sock.clone()));
-            let (tx, rx) = unbounded_channel();
-            *source.work.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-            let s = source.clone();
-            let spawned = thread::Builder::new().name("dcea-cri".into()).spawn(move || {
-                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt.block_on(worker::run(s, rx)),
-                    Err(e) => {
-                        tracing::warn!("CRI metadata from {} unavailable: {e}", s.socket.display());
-                        s.set_ready();
-                    }
-                }
-            });
-            if let Err(e) = spawned {
-                tracing::warn!("CRI metadata from {} unavailable: cannot start its thread: {e}", sock.display());
-                source.set_ready();
+            let id = identity(&sock);
+            if known.contains(&id) {
+                continue;
             }
+            known.push(id);
+            let source = Arc::new(Source::new(sock.clone()));
+            spawn_worker(&source);
             sources.push(source);
+            started.push(sock);
         }
-        CriCache { shared: Arc::new(Shared { sources, asked: Mutex::default() }) }
+        started
     }
 
     /// The sockets dcea follows: `--cri-socket`, else the well-known ones that exist, saying
@@ -116,22 +166,27 @@ impl CriCache {
                 socket::HOST_PREFIXES.iter().map(|p| if p.is_empty() { "/" } else { p }).collect::<Vec<_>>().join(", ")
             );
         }
-        CriCache::start(sockets)
+        let cache = CriCache::start(sockets);
+        if given.is_none() {
+            spawn_rediscovery(Arc::downgrade(&cache.shared));
+        }
+        cache
     }
 
     pub fn sockets(&self) -> Vec<PathBuf> {
-        self.shared.sources.iter().map(|s| s.socket.clone()).collect()
+        self.shared.sources().iter().map(|s| s.socket.clone()).collect()
     }
 
     /// A map read per socket. A miss for a container id asks the workers about it (at most
     /// every 30 s per id).
     pub fn lookup(&self, id: &str) -> Option<Arc<ContainerMeta>> {
-        for s in &self.shared.sources {
+        let sources = self.shared.sources();
+        for s in sources.iter() {
             if let Some(m) = s.map.read().unwrap_or_else(|e| e.into_inner()).get(id) {
                 return Some(m.clone());
             }
         }
-        if self.shared.sources.is_empty() || !super::metadata::is_container_id(id) {
+        if sources.is_empty() || !super::metadata::is_container_id(id) {
             return None;
         }
         // try_lock: a contended miss skips asking rather than wait.
@@ -142,7 +197,7 @@ impl CriCache {
                     asked.clear();
                 }
                 asked.insert(id.to_string(), now);
-                for s in &self.shared.sources {
+                for s in sources.iter() {
                     if let Some(tx) = s.work.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                         let _ = tx.send(worker::Work::Refresh(id.to_string()));
                     }
@@ -154,13 +209,13 @@ impl CriCache {
 
     /// Put metadata in directly (benchmarks and tests).
     pub fn insert(&self, meta: ContainerMeta) {
-        if let Some(s) = self.shared.sources.first() {
+        if let Some(s) = self.shared.sources().first() {
             s.map.write().unwrap_or_else(|e| e.into_inner()).insert(meta.id.clone(), Arc::new(meta));
         }
     }
 
     pub fn len(&self) -> usize {
-        self.shared.sources.iter().map(|s| s.map.read().unwrap_or_else(|e| e.into_inner()).len()).sum()
+        self.shared.sources().iter().map(|s| s.map.read().unwrap_or_else(|e| e.into_inner()).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -170,7 +225,7 @@ impl CriCache {
     /// Wait (at start-up only) until every socket's first listing is in or it proved absent.
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        self.shared.sources.iter().all(|s| {
+        self.shared.sources().iter().all(|s| {
             let ready = s.ready.lock().unwrap_or_else(|e| e.into_inner());
             let left = deadline.saturating_duration_since(Instant::now());
             let (ready, _) = s.ready_cv.wait_timeout_while(ready, left, |r| !*r).unwrap_or_else(|e| e.into_inner());
@@ -182,7 +237,7 @@ impl CriCache {
 impl Drop for Shared {
     fn drop(&mut self) {
         // Closing the channels ends the workers at their next wakeup.
-        for s in &self.sources {
+        for s in self.sources.get_mut().unwrap_or_else(|e| e.into_inner()).iter() {
             s.work.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
     }
@@ -217,11 +272,12 @@ pub fn fetch(sockets: &[PathBuf]) -> Vec<(PathBuf, Result<Listing, CriError>)> {
 pub fn fetch_cache(sockets: &[PathBuf]) -> CriCache {
     let cache = CriCache {
         shared: Arc::new(Shared {
-            sources: sockets.iter().map(|s| Arc::new(Source::new(s.clone()))).collect(),
+            sources: RwLock::new(sockets.iter().map(|s| Arc::new(Source::new(s.clone()))).collect()),
             asked: Mutex::default(),
         }),
     };
-    for ((sock, got), source) in fetch(sockets).into_iter().zip(&cache.shared.sources) {
+    let sources = cache.shared.sources().clone();
+    for ((sock, got), source) in fetch(sockets).into_iter().zip(&sources) {
         match got {
             Ok(l) => *source.map.write().unwrap_or_else(|e| e.into_inner()) = l.metas(),
             Err(e) => {

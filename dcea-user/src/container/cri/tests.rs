@@ -126,3 +126,20 @@ fn a_refresh_of_an_unknown_id_keeps_the_id() {
     let facts = ContainerFacts::default().merge(ContainerFacts::from_status(status.status.as_ref().unwrap()));
     assert_eq!(facts.id, status.status.unwrap().id, "the metadata's id must match the key alerts look up");
 }
+
+#[test]
+fn a_socket_that_appears_later_is_followed_once_under_any_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = super::CriCache::start(Vec::new());
+    assert!(cache.sockets().is_empty());
+    let first = dir.path().join("containerd.sock");
+    let _l1 = std::os::unix::net::UnixListener::bind(&first).unwrap();
+    let alias = dir.path().join("alias.sock");
+    std::os::unix::fs::symlink(&first, &alias).unwrap();
+    assert_eq!(cache.follow_new(vec![first.clone(), alias.clone()]), vec![first.clone()], "one runtime, two names");
+    assert!(cache.follow_new(vec![alias]).is_empty(), "already followed");
+    let second = dir.path().join("crio.sock");
+    let _l2 = std::os::unix::net::UnixListener::bind(&second).unwrap();
+    assert_eq!(cache.follow_new(vec![first.clone(), second.clone()]), vec![second.clone()]);
+    assert_eq!(cache.sockets(), vec![first, second]);
+}
