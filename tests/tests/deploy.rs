@@ -222,6 +222,17 @@ fn image_runs_as_the_daemonset_runs_it() {
     let started = Instant::now();
     let mut agent = Monitor::spawn(cmd);
     eprintln!("deploy: container start to ready: {:.2} s", started.elapsed().as_secs_f64());
+    // What the kubelet's probes ask, where the manifest points them (host network, loopback).
+    let probe = k8s::agent_container(ds).liveness_probe.as_ref().and_then(|p| p.http_get.clone()).expect("probe");
+    let port = match probe.port {
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => p,
+        other => panic!("probe port {other:?}"),
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let health = reqwest::blocking::get(format!("{base}/healthz")).unwrap_or_else(|e| panic!("{base}/healthz: {e}"));
+    assert_eq!(health.status(), 200, "the probes see a healthy agent");
+    let metrics = reqwest::blocking::get(format!("{base}/metrics")).and_then(|r| r.text()).expect("/metrics");
+    assert!(metrics.contains("dcea_programs_attached"), "metrics served from the image: {metrics}");
 
     let victim = docker::unique_name("dcea-victim");
     let script = format!("sleep 1; nsenter --mount=/proc/{}/ns/mnt -- sh -c true; sleep 1", anchor.pid());
