@@ -216,9 +216,14 @@ fn emit(
     };
     let may_escape = kind == EventKind::Transition && matches!(hook, Hook::Setns);
     // The priority channel: everything that can become an escape, tampering or kill alert.
-    // Unshare/clone/fork records of containers (nested namespaces, the rules' input) and the
-    // runtimes' summaries stay on the main ring with the behaviour records.
-    let priority = always_urgent || may_escape;
+    // A setns is an escape only by a task known as a container's (its state's verdict from
+    // fork and exec, or a non-host PID namespace) entering a host namespace. Any other setns
+    // (a host tool going back to its own namespaces, a container moving between its own) stays
+    // on the main ring with the unshare/clone/fork records (nested namespaces, the rules'
+    // input) and the runtimes' summaries, so a setns storm, benign or an attacker's decoy,
+    // never fills the priority ring ahead of a real escape.
+    let container_task = extra_flags & flags::CONTAINER != 0 || is_containerised(old, &host, false);
+    let priority = always_urgent || (may_escape && container_task && enters_host(old, new, &host));
     let reserved = if priority { DCEA_PRIORITY.reserve::<Event>(0) } else { DCEA_EVENTS.reserve::<Event>(0) };
     let Some(mut entry) = reserved else {
         count(if priority { stats::PRIORITY_RINGBUF_FULL } else { stats::RINGBUF_FULL });

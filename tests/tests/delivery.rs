@@ -787,3 +787,62 @@ fn flood_with_the_http_receiver_down_delivers_every_alert_from_the_spool_in_orde
         "the escape came through the spool"
     );
 }
+
+/// unshare(CLONE_NEWUTS) + setns back, `pairs` times, in a forked child (the host process
+/// changes its namespaces for real; none of them is the host's being entered from outside).
+fn setns_storm(pairs: u32) {
+    // SAFETY: the child only makes syscalls and exits.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            let own = libc::open(c"/proc/self/ns/uts".as_ptr(), libc::O_RDONLY);
+            for _ in 0..pairs {
+                libc::unshare(libc::CLONE_NEWUTS);
+                libc::setns(own, libc::CLONE_NEWUTS);
+            }
+            libc::_exit(0);
+        }
+        assert!(pid > 0, "fork");
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+}
+
+#[test]
+fn a_setns_storm_never_fills_the_priority_channel_ahead_of_an_escape() {
+    if !require_root("a_setns_storm_never_fills_the_priority_channel") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("alerts.json");
+    let agent = Agent::start(
+        &[
+            "--mode",
+            "ebpf",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--output",
+            &format!("file:{}", file.display()),
+        ],
+        Stdio::null(),
+    );
+    let anchor = HostAnchor::start();
+    // Storms from two processes at once, the escape right after: the priority ring (512 KiB,
+    // about 1,000 records) would be full many times over if these setns records went there.
+    let storms: Vec<_> = (0..2).map(|_| thread::spawn(|| setns_storm(200_000))).collect();
+    thread::sleep(Duration::from_millis(300));
+    let pid = escape(&anchor);
+    for s in storms {
+        s.join().unwrap();
+    }
+    thread::sleep(Duration::from_secs(1));
+    let summary = agent.stop();
+    let (_, lost_priority) = kernel_lost(&summary);
+    assert_eq!(lost_priority, 0, "the priority channel never overflows: {summary}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let escaped = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|v| v["rule"] == ESCAPE_RULE && v["output_fields"]["proc.pid"].as_u64() == Some(pid as u64));
+    assert!(escaped, "the escape was delivered: {summary}");
+    eprintln!("setns storm: {summary}");
+}
