@@ -189,7 +189,10 @@ impl Bench {
         let (l, n) = self.loops[i];
         match l.run(n, &self.socket) {
             Some(ns) => self.samples[i][config].0.push(ns),
-            None => eprintln!("bench: {} did not run (config {})", l.name(), report::CONFIG_NAMES[config]),
+            None => {
+                eprintln!("bench: {} did not run (config {})", l.name(), report::CONFIG_NAMES[config]);
+                self.samples[i][config].0.push(f64::NAN);
+            }
         }
     }
 

@@ -1,12 +1,13 @@
 //! Medians, ranges and the markdown tables of the peer benchmark.
 
-/// Samples of one configuration on one loop, one per round (ns per operation).
+/// Samples of one configuration on one loop, one per round (ns per operation); a run that
+/// failed is NaN, so the rounds stay paired, and is left out of medians and ranges.
 #[derive(Debug, Default, Clone)]
 pub struct Samples(pub Vec<f64>);
 
 impl Samples {
     pub fn median(&self) -> f64 {
-        let mut v = self.0.clone();
+        let mut v: Vec<f64> = self.0.iter().copied().filter(|x| x.is_finite()).collect();
         v.sort_by(f64::total_cmp);
         match v.len() {
             0 => f64::NAN,
@@ -126,6 +127,9 @@ mod tests {
         assert_eq!(s.range(), (1.0, 3.0));
         assert_eq!(Samples(vec![1.0, 4.0]).median(), 2.5);
         assert!(Samples(vec![]).median().is_nan());
+        let failed = Samples(vec![5.0, f64::NAN, 1.0]);
+        assert_eq!(failed.median(), 3.0);
+        assert_eq!(failed.range(), (1.0, 5.0));
     }
 
     #[test]
