@@ -12,6 +12,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod bench;
 pub mod containerd;
 pub mod docker;
 pub mod k8s;

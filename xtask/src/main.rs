@@ -4,6 +4,7 @@
 //! host lacks (nightly with rust-src, bpf-linker linked against rustc's own LLVM) and is a
 //! few cheap checks when everything is present.
 
+mod bench_peers;
 mod image;
 mod install;
 mod setup;
@@ -85,6 +86,8 @@ enum Cmd {
         /// Only the rule evaluation benchmark.
         #[arg(long)]
         rules_only: bool,
+        #[command(flatten)]
+        peers: bench_peers::PeersArgs,
     },
     /// clippy on the host crates and on the eBPF crate for the bpf target.
     Clippy,
@@ -165,8 +168,15 @@ fn run(cli: Cli) -> Result<()> {
             }
             vm::run(&root, vm::VmOptions { kernels: vm::select(&kernel)?, keep, accel, update_readme })
         }
-        Cmd::Bench { rules_only } => {
+        Cmd::Bench { rules_only, peers } => {
             setup::ensure()?;
+            if peers.peers {
+                if !is_root() {
+                    bail!("bench --peers loads eBPF programs and installs bpftrace: run it as root");
+                }
+                build(&root, true)?;
+                return bench_peers::run(&root, &peers);
+            }
             bench(&root, rules_only)
         }
         Cmd::Image(args) => image::run(&root, args),

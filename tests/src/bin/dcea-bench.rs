@@ -10,12 +10,16 @@
 //! requests and limits), time to ready and to stop.
 
 use std::{
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use dcea_common::{EVENT_SIZE, Event, EventKind, Hook, NsKind, TaskSnapshot};
-use dcea_tests::{ESCAPE_RULE, HostAnchor, Monitor, helper_bin, monotonic_ns};
+use dcea_tests::{
+    ESCAPE_RULE, HostAnchor, Monitor,
+    bench::loops::{fork_exec_us, ns_pair_us},
+    helper_bin, monotonic_ns,
+};
 use dcea_user::{
     monitor::{AlertContext, Pipeline},
     trust::HostNamespaces,
@@ -51,44 +55,6 @@ fn latency(escapes: usize) -> Vec<f64> {
     monitor.stop();
     samples.sort_by(f64::total_cmp);
     samples
-}
-
-/// Mean µs per unshare(CLONE_NEWUTS)+setns(back) pair, in a forked child.
-fn ns_pair_us(iterations: u32) -> f64 {
-    // SAFETY: fork/unshare/setns in a child that only does syscalls and exits.
-    unsafe {
-        let mut pipe = [0; 2];
-        assert_eq!(libc::pipe(pipe.as_mut_ptr()), 0);
-        let pid = libc::fork();
-        if pid == 0 {
-            let orig = libc::open(c"/proc/self/ns/uts".as_ptr(), libc::O_RDONLY);
-            let start = Instant::now();
-            for _ in 0..iterations {
-                libc::unshare(libc::CLONE_NEWUTS);
-                libc::setns(orig, libc::CLONE_NEWUTS);
-            }
-            let us = start.elapsed().as_secs_f64() * 1e6 / iterations as f64;
-            let bytes = us.to_le_bytes();
-            libc::write(pipe[1], bytes.as_ptr().cast(), 8);
-            libc::_exit(0);
-        }
-        let mut buf = [0u8; 8];
-        libc::read(pipe[0], buf.as_mut_ptr().cast(), 8);
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
-        libc::close(pipe[0]);
-        libc::close(pipe[1]);
-        f64::from_le_bytes(buf)
-    }
-}
-
-/// Mean µs per fork+exec+wait of /bin/true.
-fn fork_exec_us(iterations: u32) -> f64 {
-    let start = Instant::now();
-    for _ in 0..iterations {
-        let st = Command::new("/bin/true").stdout(Stdio::null()).status().expect("spawn true");
-        assert!(st.success());
-    }
-    start.elapsed().as_secs_f64() * 1e6 / iterations as f64
 }
 
 /// µs per operation, (detached, attached), one entry per round.

@@ -18,6 +18,8 @@
 //! - `connect-unix <socket>`, `ptrace-attach <pid>`, `bpf-prog-load`, `finit-module <file>`,
 //!   `open <file> read|write`, `open-loop <file> <count>`: the behaviours the rules look for that busybox cannot do (run
 //!   inside a test container with the host's libraries mounted), and the open benchmark.
+//! - `connect-loop <socket> <count>`, `exec-loop <program> <count>`: the peer benchmark's
+//!   container loops (unix datagram connects; fork+exec+wait).
 use std::{process::ExitCode, time::Duration};
 
 use dcea_user::sys::monotonic_ns;
@@ -183,6 +185,34 @@ fn open_loop(file: &str, count: u64) -> Result<u8, String> {
     Ok(0)
 }
 
+/// socket+connect+close of the unix datagram socket `path` `count` times; prints the time.
+fn connect_loop(path: &str, count: u64) -> Result<u8, String> {
+    let addr = std::os::unix::net::SocketAddr::from_pathname(path).map_err(|e| format!("{path}: {e}"))?;
+    let start = std::time::Instant::now();
+    for _ in 0..count {
+        // A datagram connect only sets the peer: nothing waits on the other side.
+        let sock = std::os::unix::net::UnixDatagram::unbound().map_err(|e| format!("socket: {e}"))?;
+        sock.connect_addr(&addr).map_err(|e| format!("connect {path}: {e}"))?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("connects={count} secs={secs:.6}");
+    Ok(0)
+}
+
+/// fork+exec+wait of `program` `count` times; prints the time.
+fn exec_loop(program: &str, count: u64) -> Result<u8, String> {
+    let start = std::time::Instant::now();
+    for _ in 0..count {
+        let st = std::process::Command::new(program).status().map_err(|e| format!("exec {program}: {e}"))?;
+        if !st.success() {
+            return Err(format!("{program}: {st}"));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("execs={count} secs={secs:.6}");
+    Ok(0)
+}
+
 const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <kind,kind,...> [linger_ms]
        dcea-test-helper connect-unix <socket path>
        dcea-test-helper ptrace-attach <pid>
@@ -190,6 +220,8 @@ const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <k
        dcea-test-helper finit-module <file>
        dcea-test-helper open <file> read|write
        dcea-test-helper open-loop <file> <count>
+       dcea-test-helper connect-loop <socket> <count>
+       dcea-test-helper exec-loop <program> <count>
        dcea-test-helper creds-dance|wait-then-unshare host|container
        dcea-test-helper run-as <uid> host|container <program> [args...]
        dcea-test-helper su-like [program args...]";
@@ -348,6 +380,12 @@ fn main() -> ExitCode {
         (Some("open"), Some(file), Some(mode)) => open_file(file, mode),
         (Some("open-loop"), Some(file), Some(count)) => {
             count.parse().map_err(|e| format!("count {count}: {e}")).and_then(|n| open_loop(file, n))
+        }
+        (Some("connect-loop"), Some(path), Some(count)) => {
+            count.parse().map_err(|e| format!("count {count}: {e}")).and_then(|n| connect_loop(path, n))
+        }
+        (Some("exec-loop"), Some(program), Some(count)) => {
+            count.parse().map_err(|e| format!("count {count}: {e}")).and_then(|n| exec_loop(program, n))
         }
         (Some("creds-dance"), place, _) => creds_dance(place.unwrap_or("")),
         (Some("wait-then-unshare"), place, _) => wait_then_unshare(place.unwrap_or("")),

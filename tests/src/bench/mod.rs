@@ -1,0 +1,4 @@
+//! Pieces the benchmarks share: the workload loops and a bpftrace peer run beside them.
+
+pub mod bpftrace;
+pub mod loops;
