@@ -788,25 +788,6 @@ fn flood_with_the_http_receiver_down_delivers_every_alert_from_the_spool_in_orde
     );
 }
 
-/// unshare(CLONE_NEWUTS) + setns back, `pairs` times, in a forked child (the host process
-/// changes its namespaces for real; none of them is the host's being entered from outside).
-fn setns_storm(pairs: u32) {
-    // SAFETY: the child only makes syscalls and exits.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            let own = libc::open(c"/proc/self/ns/uts".as_ptr(), libc::O_RDONLY);
-            for _ in 0..pairs {
-                libc::unshare(libc::CLONE_NEWUTS);
-                libc::setns(own, libc::CLONE_NEWUTS);
-            }
-            libc::_exit(0);
-        }
-        assert!(pid > 0, "fork");
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
-    }
-}
-
 #[test]
 fn a_setns_storm_never_fills_the_priority_channel_ahead_of_an_escape() {
     if !require_root("a_setns_storm_never_fills_the_priority_channel") {
@@ -828,7 +809,8 @@ fn a_setns_storm_never_fills_the_priority_channel_ahead_of_an_escape() {
     let anchor = HostAnchor::start();
     // Storms from two processes at once, the escape right after: the priority ring (512 KiB,
     // about 1,000 records) would be full many times over if these setns records went there.
-    let storms: Vec<_> = (0..2).map(|_| thread::spawn(|| setns_storm(200_000))).collect();
+    // Host processes changing their namespaces for real; none is a container entering the host's.
+    let storms: Vec<_> = (0..2).map(|_| thread::spawn(|| dcea_tests::bench::loops::ns_pair_us(200_000))).collect();
     thread::sleep(Duration::from_millis(300));
     let pid = escape(&anchor);
     for s in storms {

@@ -137,12 +137,11 @@ impl CriCache {
     /// Start following each of `sockets` not followed yet (the same socket under another
     /// name, `/var/run` → `/run`, counts as followed); returns the ones started.
     pub fn follow_new(&self, sockets: Vec<PathBuf>) -> Vec<PathBuf> {
-        let identity = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let mut sources = self.shared.sources.write().unwrap_or_else(|e| e.into_inner());
-        let mut known: Vec<PathBuf> = sources.iter().map(|s| identity(&s.socket)).collect();
+        let mut known: Vec<PathBuf> = sources.iter().map(|s| socket::identity(&s.socket)).collect();
         let mut started = Vec::new();
         for sock in sockets {
-            let id = identity(&sock);
+            let id = socket::identity(&sock);
             if known.contains(&id) {
                 continue;
             }

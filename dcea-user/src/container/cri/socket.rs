@@ -59,7 +59,13 @@ pub fn discover(given: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = given {
         return vec![p.to_path_buf()];
     }
-    select(candidates(), is_socket, |p| std::fs::canonicalize(p).ok())
+    select(candidates(), is_socket, |p| Some(identity(p)))
+}
+
+/// What makes two socket paths one runtime: the canonical path (`/var/run` → `/run`), else the
+/// path as given.
+pub fn identity(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// [`discover`] over an explicit candidate list (unit tests point it at a temporary tree).
