@@ -143,26 +143,5 @@ pub fn unique_name(prefix: &str) -> String {
 /// `dcea-test-helper open-loop FILE COUNT` in a fresh container (the host's libraries mounted
 /// read-only): the seconds it reported and its whole output; None when it could not run.
 pub fn helper_open_loop(file: &str, count: u64) -> Option<(f64, String)> {
-    let helper = crate::helper_bin();
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            "/usr:/usr:ro",
-            "-v",
-            "/lib:/lib:ro",
-            "-v",
-            "/lib64:/lib64:ro",
-        ])
-        .arg("-v")
-        .arg(format!("{}:/dcea-test-helper:ro", helper.display()))
-        .args([IMAGE, "/dcea-test-helper", "open-loop", file, &count.to_string()])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let secs = text.split_whitespace().find_map(|w| w.strip_prefix("secs=")).and_then(|v| v.parse().ok())?;
-    Some((secs, text))
+    crate::bench::loops::helper_in_container(&[], &["open-loop", file, &count.to_string()])
 }
