@@ -70,10 +70,17 @@ pub const TASK_CREDS_TRACKED: u32 = 1 << 4;
 /// A credential-integrity violation of this task was reported (once per task).
 pub const TASK_CRED_TAMPER_REPORTED: u32 = 1 << 5;
 
-/// Index 0 of the runtime flags map (written by userspace after attaching).
+/// Slots of the runtime flags map.
 pub mod runtime {
+    /// Slot 0, written by userspace after attaching.
+    pub const HOOKS_SLOT: u32 = 0;
     /// The commit_creds hook (fentry or kprobe) is attached.
     pub const COMMIT_CREDS_HOOK: u32 = 1;
+    /// Slot 1: non-zero while the condemned map may hold a cgroup. Set by the kernel when it
+    /// condemns one and by the agent when it restores the set; cleared by the agent when the
+    /// map is empty. Tasks pay the condemned lookup only while it is set.
+    pub const CONDEMNED_SLOT: u32 = 1;
+    pub const SLOTS: u32 = 2;
 }
 
 /// Where in the kernel a change was observed.
@@ -247,6 +254,11 @@ pub mod flags {
     /// `file` then holds the path within that filesystem (the walk does not cross mounts), so
     /// userspace can name where the file lives on the host whatever mount led to it.
     pub const HOST_FS_PATH: u32 = 1 << 16;
+    /// The kill of this record also condemned the task's container (kill-container).
+    pub const CONDEMNED: u32 = 1 << 17;
+    /// Bits 24..28: the [`crate::Guard`] the record matched, plus one (0: none).
+    pub const GUARD_SHIFT: u32 = 24;
+    pub const GUARD_MASK: u32 = 0xf << GUARD_SHIFT;
 }
 
 /// Indices of the per-CPU counters in the stats map.
@@ -263,7 +275,11 @@ pub mod stats {
     pub const BEHAVIOURS: u32 = 4;
     /// Events lost because the priority ring buffer was full.
     pub const PRIORITY_RINGBUF_FULL: u32 = 5;
-    pub const COUNT: u32 = 6;
+    /// Tasks killed because their container was condemned (a subset of KILLED).
+    pub const CONDEMNED_KILLED: u32 = 6;
+    /// Containers condemned in the kernel.
+    pub const CONDEMNED: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 pub const COMM_LEN: usize = 16;

@@ -9,11 +9,13 @@
 pub mod classify;
 pub mod config;
 pub mod event;
+pub mod guard;
 pub mod programs;
 
 pub use classify::*;
 pub use config::*;
 pub use event::*;
+pub use guard::{GUARDS, Guard, action};
 
 /// Names of the maps and globals in the eBPF object. The kernel side declares statics with
 /// exactly these names; userspace looks them up through these constants.
@@ -26,6 +28,10 @@ pub mod names {
     pub const STATS_MAP: &str = "DCEA_STATS";
     pub const CONFIG_GLOBAL: &str = "DCEA_CONFIG";
     pub const RUNTIME_MAP: &str = "DCEA_RUNTIME";
+    /// Per-guard actions ([`crate::action`]), written by the agent.
+    pub const GUARDS_MAP: &str = "DCEA_GUARDS";
+    /// cgroup v2 ids of condemned containers (kill-container), and when they were condemned.
+    pub const CONDEMNED_MAP: &str = "DCEA_CONDEMNED";
 }
 
 /// Namespace kinds tracked per task, in snapshot order.

@@ -13,12 +13,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use dcea_common::{
-    Behaviour, EventKind, Hook, NsKind, RecordHeader, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState, arg, flags,
-    stats,
+    Behaviour, EventKind, Guard, Hook, NsKind, RecordHeader, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState, arg,
+    flags, stats, words_up_to_nul,
 };
 
 use crate::{
-    DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
+    DCEA_EVENTS, DCEA_PRIORITY, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
+    guard::{enforce, kill_if_condemned},
     task::{
         FileInfo, Task, config, dentry_name, dentry_sb_dev_magic, nonzero, path_components, read_name_words, read_str,
         read_user_str,
@@ -66,7 +67,8 @@ fn watched(state_flags: u32) -> bool {
 }
 
 /// The current task and its snapshot when its behaviour is watched; learns a task seen first
-/// here.
+/// here. A task of a condemned container is killed here instead, also while the runtime is
+/// still setting it up (a `docker exec` into it).
 #[inline(always)]
 fn current_container_task() -> Option<(Task, TaskSnapshot)> {
     let (pid, _) = current_ids()?;
@@ -74,6 +76,9 @@ fn current_container_task() -> Option<(Task, TaskSnapshot)> {
     if let Some(state) = DCEA_TASKS.get_ptr(pid) {
         // SAFETY: map value pointer valid for this program run.
         let state = unsafe { &*state };
+        if state.flags & TASK_CONTAINER != 0 && kill_if_condemned() {
+            return None;
+        }
         return if watched(state.flags) { Some((task, state.snap)) } else { None };
     }
     let (nsproxy, cred) = (task.nsproxy(), task.cred());
@@ -91,6 +96,8 @@ fn current_container_task() -> Option<(Task, TaskSnapshot)> {
 
 /// Fill the common part of a behaviour record, let `fill` add the hook's strings, submit.
 /// `wake`: the agent is woken at once (everything but execs, which it drains every 20 ms).
+/// A record whose task was killed at the hook ([`enforce`], already applied: a full ring must
+/// not save the attacker) goes to the priority channel, which a flood cannot fill.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn emit<F: FnOnce(&mut Behaviour)>(
@@ -103,8 +110,10 @@ fn emit<F: FnOnce(&mut Behaviour)>(
     wake: bool,
     fill: F,
 ) {
-    let Some(mut entry) = DCEA_EVENTS.reserve::<Behaviour>(0) else {
-        count(stats::RINGBUF_FULL);
+    let killed = extra_flags & flags::KILLED != 0;
+    let reserved = if killed { DCEA_PRIORITY.reserve::<Behaviour>(0) } else { DCEA_EVENTS.reserve::<Behaviour>(0) };
+    let Some(mut entry) = reserved else {
+        count(if killed { stats::PRIORITY_RINGBUF_FULL } else { stats::RINGBUF_FULL });
         return;
     };
     // SAFETY: a reserved record of size_of::<Behaviour>() bytes; every field is written (no
@@ -131,7 +140,7 @@ fn emit<F: FnOnce(&mut Behaviour)>(
         }
         fill(ev);
     }
-    entry.submit(crate::wakeup_flags(wake));
+    entry.submit(crate::wakeup_flags(wake || killed));
     count(stats::EMITTED);
     count(stats::BEHAVIOURS);
 }
@@ -203,6 +212,18 @@ const CGROUP_ESCAPE_NAMES: [(u64, u64); 2] = [name_words(b"release_agent"), name
 /// Directories whose every file is sensitive (keys, PAM stacks, sudo drop-ins).
 const SENSITIVE_DIRS: [(u64, u64); 3] = [name_words(b".ssh"), name_words(b"pam.d"), name_words(b"sudoers.d")];
 
+/// procfs and sysfs files that make the kernel run a program as root on the host, or reboot
+/// it (the kernel-parameter escapes; core_pattern has its own guard).
+const KERNEL_CONTROL_NAMES: [(u64, u64); 5] = [
+    name_words(b"modprobe"),
+    name_words(b"poweroff_cmd"),
+    name_words(b"hotplug"),
+    name_words(b"uevent_helper"),
+    name_words(b"sysrq-trigger"),
+];
+const CORE_PATTERN: (u64, u64) = name_words(b"core_pattern");
+const BINFMTFS_MAGIC: u64 = 0x4249_4e4d;
+
 const DEV: (u64, u64) = name_words(b"dev");
 const FS_ROOT: (u64, u64) = name_words(b"/");
 
@@ -220,7 +241,7 @@ fn in_table<const N: usize>(words: (u64, u64), table: &[(u64, u64); N]) -> bool 
 #[inline(always)]
 fn open_is_interesting(info: &FileInfo) -> bool {
     let m = info.s_magic;
-    if m == DEBUGFS_MAGIC || m == TRACEFS_MAGIC || m == SECURITYFS_MAGIC || m == BPF_FS_MAGIC {
+    if m == DEBUGFS_MAGIC || m == TRACEFS_MAGIC || m == SECURITYFS_MAGIC || m == BPF_FS_MAGIC || m == BINFMTFS_MAGIC {
         return true;
     }
     if info.i_mode & S_IFMT == S_IFBLK {
@@ -243,6 +264,37 @@ fn open_is_interesting(info: &FileInfo) -> bool {
     // Files created under /dev: the parent is `dev`, or the root ("/") of a tmpfs mounted
     // on `dev`; only then are the mount and f_mode read.
     (dir == DEV || dir == FS_ROOT) && read_name_words(dentry_name(info.parent_dir())) == DEV && created(info) != 0
+}
+
+/// The guard a write-mode open of a kernel control file matches (release_agent, core_pattern,
+/// the program-running knobs, binfmt_misc).
+#[inline(always)]
+fn open_guard(info: &FileInfo) -> Option<Guard> {
+    let m = info.s_magic;
+    let kernel_fs = m == PROC_SUPER_MAGIC || m == SYSFS_MAGIC;
+    if !(kernel_fs || m == CGROUP_SUPER_MAGIC || m == BINFMTFS_MAGIC) || info.f_mode() & FMODE_WRITE == 0 {
+        return None;
+    }
+    if m == BINFMTFS_MAGIC {
+        return Some(Guard::BinfmtRegister);
+    }
+    let name = read_name_words(info.name);
+    if m == CGROUP_SUPER_MAGIC {
+        return if in_table(name, &CGROUP_ESCAPE_NAMES) { Some(Guard::ReleaseAgent) } else { None };
+    }
+    if m == PROC_SUPER_MAGIC && name == CORE_PATTERN {
+        return Some(Guard::CorePattern);
+    }
+    if in_table(name, &KERNEL_CONTROL_NAMES) { Some(Guard::KernelControl) } else { None }
+}
+
+/// The record flags of a guard matched by the current task, after its action ran.
+#[inline(always)]
+fn guarded(guard: Option<Guard>) -> u32 {
+    match guard {
+        Some(g) => enforce(g),
+        None => 0,
+    }
 }
 
 /// 1 when the open created the file (`FMODE_CREATED`; never on kernels without the flag).
@@ -287,7 +339,8 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
     let created = created(&info);
     let open_flags = info.f_flags() as u64 | (created * O_CREAT);
     let args = [open_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
-    let record_flags = (created as u32 * flags::FILE_CREATED) | (host_fs as u32 * flags::HOST_FS_PATH);
+    let record_flags =
+        (created as u32 * flags::FILE_CREATED) | (host_fs as u32 * flags::HOST_FS_PATH) | guarded(open_guard(&info));
     emit(hook, task, &snap, ret, args, record_flags, true, |ev| {
         ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, host_fs ^ 1, &mut ev.file);
     });
@@ -315,7 +368,45 @@ const AF_UNIX: u16 = 1;
 /// `sizeof(sockaddr_un.sun_path)`.
 const SUN_PATH_LEN: usize = 108;
 
-/// connect(fd, addr, len) on a unix socket: the runtimes' control sockets live here.
+/// Socket file names of the container runtimes' APIs, wherever they are mounted (first 15
+/// bytes: `containerd.sock.ttrpc` and `cri-dockerd.sock` match by their prefix).
+const RUNTIME_SOCKET_NAMES: [(u64, u64); 7] = [
+    name_words(b"docker.sock"),
+    name_words(b"containerd.sock"),
+    name_words(b"crio.sock"),
+    name_words(b"podman.sock"),
+    name_words(b"dockershim.sock"),
+    name_words(b"cri-dockerd.sock"),
+    name_words(b"buildkitd.sock"),
+];
+
+/// The last component of the socket path `path` (a copy of the user's `sun_path` at `user`),
+/// as [`read_name_words`] words. Its bytes are read again from user memory at the found offset:
+/// an offset into user memory is a plain number to the verifier, so the scan's paths merge.
+#[inline(always)]
+fn socket_file_name(path: &[u8; dcea_common::CGROUP_NAME_LEN], user: u64) -> (u64, u64) {
+    let mut start = 0u64;
+    let mut i = 0usize;
+    while i < SUN_PATH_LEN {
+        let b = path[i];
+        if b == 0 {
+            break;
+        }
+        if b == b'/' {
+            start = i as u64 + 1;
+        }
+        i += 1;
+    }
+    let mut name = [0u8; 16];
+    read_user_str(user + start, &mut name);
+    let (lo, hi) = name.split_at(8);
+    let word = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    words_up_to_nul(word(lo), word(hi))
+}
+
+/// connect(fd, addr, len) on a unix socket: the runtimes' control sockets live here. The path
+/// is read once, into the per-CPU buffer: the guard and the record judge the same bytes. Only
+/// a runtime socket wakes the agent; other unix connects wait for the drain.
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     let Some((task, snap)) = current_container_task() else {
@@ -329,17 +420,32 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     if family != AF_UNIX {
         return 0;
     }
-    emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT, true, |ev| {
-        // Raw bytes: an abstract socket's name starts with a NUL (userspace renders it '@').
-        // A path shorter than sun_path may end the readable memory: fall back to a string copy.
-        // SAFETY: the helpers write at most SUN_PATH_LEN <= PATH_LEN bytes into ev.path.
-        let ret = unsafe {
-            generated::bpf_probe_read_user(ev.path.as_mut_ptr().cast(), SUN_PATH_LEN as u32, (addr + 2) as *const _)
+    let Some(path) = DCEA_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot, used only within this program run.
+    let path = unsafe { &mut *path };
+    // Raw bytes: an abstract socket's name starts with a NUL (userspace renders it '@'). A path
+    // shorter than sun_path may end the readable memory: fall back to a string copy.
+    // SAFETY: the helpers write at most SUN_PATH_LEN < CGROUP_NAME_LEN bytes into `path`.
+    let ret = unsafe {
+        generated::bpf_probe_read_user(path.as_mut_ptr().cast(), SUN_PATH_LEN as u32, (addr + 2) as *const _)
+    };
+    if ret != 0 {
+        read_user_str(addr + 2, &mut path[..SUN_PATH_LEN]);
+    }
+    path[SUN_PATH_LEN] = 0;
+    let runtime_socket = in_table(socket_file_name(path, addr + 2), &RUNTIME_SOCKET_NAMES);
+    let guard = guarded(if runtime_socket { Some(Guard::RuntimeSocket) } else { None });
+    emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | guard, runtime_socket, |ev| {
+        // SAFETY: SUN_PATH_LEN + 1 bytes of the per-CPU buffer into ev.path (PATH_LEN bytes).
+        unsafe {
+            generated::bpf_probe_read_kernel(
+                ev.path.as_mut_ptr().cast(),
+                SUN_PATH_LEN as u32 + 1,
+                (path as *const [u8; dcea_common::CGROUP_NAME_LEN]).cast(),
+            )
         };
-        if ret != 0 {
-            read_user_str(addr + 2, &mut ev.path[..SUN_PATH_LEN]);
-        }
-        ev.path[SUN_PATH_LEN] = 0;
     });
     0
 }
@@ -350,7 +456,8 @@ pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let (len, params) = (syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
-    emit(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT, true, |ev| {
+    let guard = enforce(Guard::ModuleLoad);
+    emit(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(params, &mut ev.arg);
     });
     0
@@ -365,7 +472,8 @@ pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
     let file = task.fd_file(fd as u32);
     let info = FileInfo::read(file);
     let args = [module_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
-    emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT, true, |ev| {
+    let guard = enforce(Guard::ModuleLoad);
+    emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(params, &mut ev.arg);
         ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, 1, &mut ev.file);
     });
@@ -406,8 +514,27 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let target = syscall_arg(&ctx, 1);
-    emit(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT, true, |_| {});
+    let guard = guarded(if ptrace_target_outside(&snap, target as u32) { Some(Guard::PtraceOutside) } else { None });
+    emit(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT | guard, true, |_| {});
     0
+}
+
+/// Whether a ptrace target pid names a process outside the caller's container. A caller in
+/// its own PID namespace can only name processes inside it. A caller in the host's (a
+/// `--pid=host` container) names host pids: the target is outside unless the kernel knows it
+/// in the caller's mount namespace. A target never seen is a host process that predates the
+/// agent.
+#[inline(always)]
+fn ptrace_target_outside(snap: &TaskSnapshot, target: u32) -> bool {
+    if in_container_pid_ns(snap) != 0 {
+        return false;
+    }
+    let mnt = NsKind::Mnt.index();
+    match DCEA_TASKS.get_ptr(target) {
+        // SAFETY: map value pointer valid for this program run.
+        Some(state) => unsafe { (*state).snap.ns[mnt] != snap.ns[mnt] },
+        None => true,
+    }
 }
 
 #[inline(always)]
@@ -419,7 +546,8 @@ fn on_mknod(hook: Hook, path: u64, mode: u64, dev: u64) {
     let Some((task, snap)) = current_container_task() else {
         return;
     };
-    emit(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT, true, |ev| {
+    let guard = enforce(Guard::DeviceNode);
+    emit(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(path, &mut ev.path);
     });
 }
@@ -475,7 +603,10 @@ fn on_new_root(hook: Hook, ctx: &TracePointContext) {
     };
     let (vfsmount, dentry) = task.fs_root();
     let (s_dev, s_magic) = dentry_sb_dev_magic(dentry);
-    emit(hook, task, &snap, ret, [0, 0, s_dev as u64, s_magic], 0, true, |ev| {
+    // A block-device filesystem (major != 0 in the kernel's major << 20 encoding); container
+    // roots are overlay or tmpfs.
+    let guard = guarded(if s_dev >> 20 != 0 { Some(Guard::HostRoot) } else { None });
+    emit(hook, task, &snap, ret, [0, 0, s_dev as u64, s_magic], guard, true, |ev| {
         ev.flags |= flags::FILE_TRUNCATED * path_components(vfsmount, dentry, 1, &mut ev.file);
     });
 }
@@ -492,6 +623,99 @@ pub fn sys_exit_pivot_root(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Filesystem types with no device behind them (the rules' `virtual_fs_types`).
+const VIRTUAL_FS_TYPES: [(u64, u64); 25] = [
+    name_words(b"tmpfs"),
+    name_words(b"devtmpfs"),
+    name_words(b"devpts"),
+    name_words(b"mqueue"),
+    name_words(b"proc"),
+    name_words(b"sysfs"),
+    name_words(b"cgroup"),
+    name_words(b"cgroup2"),
+    name_words(b"overlay"),
+    name_words(b"shm"),
+    name_words(b"ramfs"),
+    name_words(b"hugetlbfs"),
+    name_words(b"nsfs"),
+    name_words(b"bpf"),
+    name_words(b"tracefs"),
+    name_words(b"debugfs"),
+    name_words(b"securityfs"),
+    name_words(b"configfs"),
+    name_words(b"pstore"),
+    name_words(b"efivarfs"),
+    name_words(b"autofs"),
+    name_words(b"binfmt_misc"),
+    name_words(b"fusectl"),
+    name_words(b"rpc_pipefs"),
+    name_words(b"selinuxfs"),
+];
+
+/// Kernel pseudo-filesystems whose fresh mount is an escape route (procfs is judged apart).
+const PSEUDO_FS_TYPES: [(u64, u64); 10] = [
+    name_words(b"sysfs"),
+    name_words(b"cgroup"),
+    name_words(b"cgroup2"),
+    name_words(b"debugfs"),
+    name_words(b"tracefs"),
+    name_words(b"securityfs"),
+    name_words(b"configfs"),
+    name_words(b"bpf"),
+    name_words(b"efivarfs"),
+    name_words(b"binfmt_misc"),
+];
+const PROC_FS: (u64, u64) = name_words(b"proc");
+
+/// `/dev/` as the low five bytes of a little-endian word.
+const DEV_PREFIX: u64 = u64::from_le_bytes([b'/', b'd', b'e', b'v', b'/', 0, 0, 0]);
+/// Sources under /dev that are no disk: the scratch filesystems (first eight bytes).
+const DEV_SCRATCH_PREFIXES: [u64; 5] = [
+    u64::from_le_bytes(*b"/dev/shm"),
+    u64::from_le_bytes(*b"/dev/mqu"),
+    u64::from_le_bytes(*b"/dev/pts"),
+    u64::from_le_bytes(*b"/dev/hug"),
+    u64::from_le_bytes(*b"/dev/fd/"),
+];
+
+const MS_REMOUNT: u64 = 32;
+const MS_BIND: u64 = 4096;
+const MS_MOVE: u64 = 8192;
+
+/// The guard a mount matches: a host disk (a /dev source, a filesystem with a device) or a
+/// kernel pseudo-filesystem (procfs only from the host's PID namespace: a container's own
+/// procfs shows only its processes).
+#[inline(always)]
+fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) -> Option<Guard> {
+    if mount_flags & MS_REMOUNT != 0 {
+        return None;
+    }
+    let buf = DCEA_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU slot, used only within this program run; two 16-byte strings.
+    let buf = unsafe { &mut *buf };
+    read_user_str(fstype, &mut buf[..16]);
+    read_user_str(source, &mut buf[16..32]);
+    let word = |i: usize| {
+        u64::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3], buf[i + 4], buf[i + 5], buf[i + 6], buf[i + 7]])
+    };
+    let fs = words_up_to_nul(word(0), word(8));
+    let src = words_up_to_nul(word(16), word(24));
+    if in_table(fs, &PSEUDO_FS_TYPES) || (fs == PROC_FS && in_container_pid_ns(snap) == 0) {
+        return Some(Guard::PseudoFsMount);
+    }
+    let mut scratch_dev = false;
+    let mut i = 0;
+    while i < DEV_SCRATCH_PREFIXES.len() {
+        scratch_dev |= src.0 == DEV_SCRATCH_PREFIXES[i];
+        i += 1;
+    }
+    let disk = src.0 & 0xff_ffff_ffff == DEV_PREFIX
+        && !scratch_dev
+        && !in_table(fs, &VIRTUAL_FS_TYPES)
+        && mount_flags & (MS_BIND | MS_MOVE) == 0;
+    if disk { Some(Guard::HostDiskMount) } else { None }
+}
+
 /// mount(source, target, fstype, flags, data) by a container task.
 #[inline(always)]
 pub fn on_mount_enter(ctx: &TracePointContext) {
@@ -500,7 +724,8 @@ pub fn on_mount_enter(ctx: &TracePointContext) {
     };
     let (source, target, fstype, mount_flags) =
         (syscall_arg(ctx, 0), syscall_arg(ctx, 1), syscall_arg(ctx, 2), syscall_arg(ctx, 3));
-    emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT, true, |ev| {
+    let guard = guarded(mount_guard(&snap, source, fstype, mount_flags));
+    emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(target, &mut ev.path);
         read_user_str(source, &mut ev.arg);
         read_user_str(fstype, &mut ev.fstype);
@@ -523,6 +748,10 @@ pub fn on_exec(ctx: &TracePointContext) {
     let container = container_flag(task, &state.snap);
     if container == 0 {
         state.flags &= !TASK_CONTAINER;
+        return;
+    }
+    // A condemned container runs nothing new: the program dies before its first instruction.
+    if kill_if_condemned() {
         return;
     }
     // From here on the task runs the container's own programs.

@@ -10,17 +10,18 @@
 #![no_main]
 
 mod behaviour;
+mod guard;
 mod task;
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_send_signal},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
     macros::{btf_tracepoint, fentry, kprobe, map, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 use dcea_common::{
-    ALL_NS_MASK, Event, EventKind, Hook, KernelConfig, RecordHeader, TASK_CONTAINER, TASK_CRED_COMMITTED,
+    ALL_NS_MASK, Event, EventKind, Guard, Hook, KernelConfig, RecordHeader, TASK_CONTAINER, TASK_CRED_COMMITTED,
     TASK_CRED_TAMPER_REPORTED, TASK_CREDS_TRACKED, TASK_EXECED, TASK_REPORTED, TaskSnapshot, TaskState,
     cgroup_name_has_container_id, enters_host, flags, is_containerised, legit_change_mask, runtime, stats,
 };
@@ -160,7 +161,7 @@ fn observe_current(hook: Hook, at_entry: bool, ret: i64) {
 
 /// Runtime flags written by the agent after attaching (see dcea_common::runtime).
 #[map]
-static DCEA_RUNTIME: Array<u32> = Array::with_max_entries(1, 0);
+static DCEA_RUNTIME: Array<u32> = Array::with_max_entries(runtime::SLOTS, 0);
 
 /// The event flags a task's state gives its records: [`flags::CONTAINER`], and
 /// [`flags::RUNTIME_SETUP`] while it has not exec'd since becoming containerised.
@@ -174,7 +175,7 @@ fn container_extra(state_flags: u32) -> u32 {
 #[inline(always)]
 fn creds_hook_attached() -> bool {
     // SAFETY: array slot 0 exists; read as a plain u32.
-    DCEA_RUNTIME.get(0).is_some_and(|f| *f & runtime::COMMIT_CREDS_HOOK != 0)
+    DCEA_RUNTIME.get(runtime::HOOKS_SLOT).is_some_and(|f| *f & runtime::COMMIT_CREDS_HOOK != 0)
 }
 
 /// [`TASK_CREDS_TRACKED`] for a state recorded now, when the commit_creds hook is attached.
@@ -254,9 +255,8 @@ fn emit(
                 if entered & (container | (resolved ^ 1)) != 0 {
                     urgent = true;
                 }
-                if entered & container != 0 && is_current && config!(enforce) != 0 && bpf_send_signal(SIGKILL) == 0 {
-                    fl |= flags::KILLED;
-                    count(stats::KILLED);
+                if entered & container != 0 && is_current {
+                    fl |= guard::enforce(Guard::HostNamespace);
                 }
             }
         } else {
@@ -404,6 +404,10 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
         Some(state) => unsafe { ((*state).snap, (*state).flags & (TASK_CONTAINER | TASK_EXECED)) },
         None => (parent.snapshot(parent.nsproxy(), parent.cred()), behaviour::learnt_flags(&new)),
     };
+    // A condemned container starts nothing: the parent dies, the child at its first hook.
+    if inherited & TASK_CONTAINER != 0 {
+        guard::kill_if_condemned();
+    }
     // A child in a new PID namespace is containerised; TASK_EXECED stays inherited, so runc's
     // init is "setting up" until it execs the entrypoint.
     let container = inherited | (behaviour::in_container_pid_ns(&new) * TASK_CONTAINER);
