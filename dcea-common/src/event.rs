@@ -69,6 +69,9 @@ pub const TASK_CRED_COMMITTED: u32 = 1 << 3;
 pub const TASK_CREDS_TRACKED: u32 = 1 << 4;
 /// A credential-integrity violation of this task was reported (once per task).
 pub const TASK_CRED_TAMPER_REPORTED: u32 = 1 << 5;
+/// The task's cgroup is named by a container id (decided at exec, inherited at fork): only
+/// such a cgroup may be condemned, never a host session's or service's.
+pub const TASK_CONTAINER_CGROUP: u32 = 1 << 6;
 
 /// Slots of the runtime flags map.
 pub mod runtime {

@@ -13,8 +13,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use dcea_common::{
-    Behaviour, EventKind, Guard, Hook, NsKind, RecordHeader, TASK_CONTAINER, TASK_EXECED, TaskSnapshot, TaskState, arg,
-    flags, stats, words_up_to_nul,
+    Behaviour, EventKind, Guard, Hook, NsKind, RecordHeader, TASK_CONTAINER, TASK_CONTAINER_CGROUP, TASK_EXECED,
+    TaskSnapshot, TaskState, arg, flags, stats, words_up_to_nul,
 };
 
 use crate::{
@@ -38,7 +38,8 @@ pub fn in_container_pid_ns(snap: &TaskSnapshot) -> u32 {
     (nonzero(pid_ns) & nonzero(pid_ns ^ host_pid as u64)) as u32
 }
 
-/// `TASK_CONTAINER` when the task runs in a non-host PID namespace or a container's cgroup.
+/// `TASK_CONTAINER` when the task runs in a non-host PID namespace or a container's cgroup,
+/// with `TASK_CONTAINER_CGROUP` for the latter.
 #[inline(always)]
 fn container_flag(task: Task, snap: &TaskSnapshot) -> u32 {
     // The leaf name goes to a per-CPU buffer: 128 bytes on the stack of every caller would
@@ -46,7 +47,7 @@ fn container_flag(task: Task, snap: &TaskSnapshot) -> u32 {
     let Some(leaf) = DCEA_SCRATCH.get_ptr_mut(0) else { return in_container_pid_ns(snap) * TASK_CONTAINER };
     // SAFETY: per-CPU slot, used only within this call on this CPU.
     let by_cgroup = task.cgroup_leaf_has_container_id(unsafe { &mut *leaf }) as u32;
-    (in_container_pid_ns(snap) | by_cgroup) * TASK_CONTAINER
+    ((in_container_pid_ns(snap) | by_cgroup) * TASK_CONTAINER) | (by_cgroup * TASK_CONTAINER_CGROUP)
 }
 
 /// Flags of a task first seen after it started, from its PID namespace alone: the cgroup test
@@ -747,9 +748,10 @@ pub fn on_exec(ctx: &TracePointContext) {
     let state = unsafe { &mut *state };
     let container = container_flag(task, &state.snap);
     if container == 0 {
-        state.flags &= !TASK_CONTAINER;
+        state.flags &= !(TASK_CONTAINER | TASK_CONTAINER_CGROUP);
         return;
     }
+    state.flags = (state.flags & !TASK_CONTAINER_CGROUP) | container;
     // A condemned container runs nothing new: the program dies before its first instruction.
     if kill_if_condemned() {
         return;

@@ -9,9 +9,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap},
 };
-use dcea_common::{GUARDS, Guard, action, flags, runtime, stats};
+use dcea_common::{GUARDS, Guard, TASK_CONTAINER_CGROUP, action, flags, runtime, stats};
 
-use crate::{DCEA_RUNTIME, SIGKILL, count, task::config};
+use crate::{DCEA_RUNTIME, DCEA_TASKS, SIGKILL, count, task::config};
 
 /// The action per guard ([`action`]), written by the agent from its rules.
 #[map]
@@ -49,12 +49,22 @@ pub fn enforce(guard: Guard) -> u32 {
     fl
 }
 
-/// Condemn the current task's cgroup: [`flags::CONDEMNED`] when it is now in the set.
+/// Condemn the current task's cgroup: [`flags::CONDEMNED`] when it is now in the set. Only a
+/// cgroup named by a container id: a sandbox on the host (its own PID namespace, but the
+/// cgroup of a user session or a service) loses the process, never its session.
 #[inline(always)]
 fn condemn_current() -> u32 {
     // SAFETY: helpers without pointer arguments.
     let (cgroup, now) = unsafe { (bpf_get_current_cgroup_id(), bpf_ktime_get_ns()) };
     if cgroup <= ROOT_CGROUP_ID {
+        return 0;
+    }
+    // The verdict of the task's last exec (a cgroup walk here would cost every guarded
+    // hook thousands of verifier steps).
+    let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    // SAFETY: map value pointer valid for this program run.
+    let named = DCEA_TASKS.get_ptr(pid).is_some_and(|s| unsafe { (*s).flags } & TASK_CONTAINER_CGROUP != 0);
+    if !named {
         return 0;
     }
     if DCEA_CONDEMNED.insert(cgroup, now, 0).is_err() {

@@ -21,9 +21,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext, TracePointContext},
 };
 use dcea_common::{
-    ALL_NS_MASK, Event, EventKind, Guard, Hook, KernelConfig, RecordHeader, TASK_CONTAINER, TASK_CRED_COMMITTED,
-    TASK_CRED_TAMPER_REPORTED, TASK_CREDS_TRACKED, TASK_EXECED, TASK_REPORTED, TaskSnapshot, TaskState,
-    cgroup_name_has_container_id, enters_host, flags, is_containerised, legit_change_mask, runtime, stats,
+    ALL_NS_MASK, Event, EventKind, Guard, Hook, KernelConfig, RecordHeader, TASK_CONTAINER, TASK_CONTAINER_CGROUP,
+    TASK_CRED_COMMITTED, TASK_CRED_TAMPER_REPORTED, TASK_CREDS_TRACKED, TASK_EXECED, TASK_REPORTED, TaskSnapshot,
+    TaskState, cgroup_name_has_container_id, enters_host, flags, is_containerised, legit_change_mask, runtime, stats,
 };
 
 use crate::task::{Task, config, cred_ids, read_cred};
@@ -52,7 +52,8 @@ static DCEA_TASKS: LruHashMap<u32, TaskState> = LruHashMap::with_max_entries(327
 #[map]
 static DCEA_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT, 0);
 
-/// Per-CPU room for a cgroup name (too big for the stacks of the larger programs).
+/// Per-CPU room for strings too big for the stacks of the larger programs (a cgroup name, a
+/// socket path, mount arguments).
 #[map]
 static DCEA_SCRATCH: PerCpuArray<[u8; dcea_common::CGROUP_NAME_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
@@ -401,7 +402,9 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> u32 {
     // The child shares its parent's cgroup: inherit the parent's verdict, or decide afresh.
     let (old, inherited) = match DCEA_TASKS.get_ptr(parent_pid) {
         // SAFETY: valid for this run.
-        Some(state) => unsafe { ((*state).snap, (*state).flags & (TASK_CONTAINER | TASK_EXECED)) },
+        Some(state) => unsafe {
+            ((*state).snap, (*state).flags & (TASK_CONTAINER | TASK_EXECED | TASK_CONTAINER_CGROUP))
+        },
         None => (parent.snapshot(parent.nsproxy(), parent.cred()), behaviour::learnt_flags(&new)),
     };
     // A condemned container starts nothing: the parent dies, the child at its first hook.

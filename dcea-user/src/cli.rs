@@ -61,6 +61,14 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::config::cmd::ConfigCommand,
     },
+    /// Lift the condemnation of a container that --enforce killed (kill-container): its
+    /// tasks may run again. The running monitor applies it within a second.
+    Release {
+        /// Container id (or a prefix of 12 or more digits), or its cgroup path.
+        container: String,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,10 +91,18 @@ pub struct KernelArgs {
     /// host, PID 1 when dcea runs in a container with hostPID).
     #[arg(long, value_name = "PID")]
     pub host_ns_pid: Option<u32>,
-    /// Kill a container process in the kernel when it enters a host namespace, before it
-    /// returns to user space.
+    /// Prevent, not only detect: each rule's `action` (alert, kill-process, kill-container)
+    /// runs, in the kernel before the syscall returns where the rule has a `guard`.
     #[arg(long)]
     pub enforce: bool,
+    /// What --enforce does to a process that enters a host namespace (the built-in escape
+    /// verdict): alert, kill-process or kill-container.
+    #[arg(long, value_name = "ACTION", default_value = "kill-container", value_parser = parse_action)]
+    pub escape_action: crate::enforce::Action,
+    /// Change one rule's --enforce action, as RULE=ACTION (repeatable), e.g.
+    /// "Kernel core_pattern written=alert".
+    #[arg(long = "action", value_name = "RULE=ACTION", value_parser = crate::enforce::guards::parse_override)]
+    pub actions: Vec<(String, crate::enforce::Action)>,
     /// Which commit_creds hook to use for credential escalation and integrity: fentry, else
     /// kprobe (auto); only one of them; or none.
     #[arg(long, value_enum, env = "DCEA_COMMIT_CREDS", default_value_t = CommitCredsHook::Auto)]
@@ -214,6 +230,10 @@ impl DeliveryArgs {
     }
 }
 
+fn parse_action(s: &str) -> Result<crate::enforce::Action, String> {
+    crate::enforce::Action::parse(s).ok_or_else(|| format!("{s:?}: one of alert, kill-process, kill-container"))
+}
+
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 2s, 500ms, 1m)"))?;
     if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
@@ -242,6 +262,8 @@ impl KernelArgs {
         MonitorOptions {
             format,
             enforce: self.enforce,
+            escape_action: self.escape_action,
+            actions: self.actions.clone(),
             host_ns_pid: self.host_ns_pid,
             btf_path: self.btf.clone(),
             max_tasks: self.max_tasks,

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod config;
 pub mod container;
+pub mod enforce;
 pub mod measure;
 pub mod metrics;
 pub mod monitor;

@@ -153,3 +153,26 @@ pub fn raise_nofile() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// The name of a filesystem by its superblock magic (include/uapi/linux/magic.h), for the
+/// filesystems rules ask about; `None` for others.
+pub fn fs_type_name(magic: u64) -> Option<&'static str> {
+    Some(match magic {
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        0x0027_e0eb => "cgroup",
+        0x6367_7270 => "cgroup2",
+        0x6462_6720 => "debugfs",
+        0x7472_6163 => "tracefs",
+        0x7363_6673 => "securityfs",
+        0xcafe_4a11 => "bpf",
+        0x4249_4e4d => "binfmt_misc",
+        0x0102_1994 => "tmpfs",
+        0x794c_7630 => "overlay",
+        0x1cd1 => "devpts",
+        0xef53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683e => "btrfs",
+        _ => return None,
+    })
+}

@@ -56,13 +56,32 @@ pub fn path_segment(name: &str) -> String {
 /// `GET path`; the body of a 200 answer as a stream, any other status as an error carrying
 /// the engine's message.
 pub fn get_stream(socket: &Path, path: &str, timeout: Option<Duration>) -> Result<Box<dyn Read>, EngineError> {
+    request(socket, "GET", path, timeout, 200)
+}
+
+/// `POST path` without a body (`/containers/ID/kill`); Ok when the engine answers 204.
+pub fn post(socket: &Path, path: &str) -> Result<(), EngineError> {
+    request(socket, "POST", path, Some(JSON_TIMEOUT), 204).map(drop)
+}
+
+fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    timeout: Option<Duration>,
+    ok: u16,
+) -> Result<Box<dyn Read>, EngineError> {
     let mut stream =
         UnixStream::connect(socket).map_err(|source| EngineError::Connect { socket: socket.to_path_buf(), source })?;
     stream.set_read_timeout(timeout)?;
     stream.set_write_timeout(timeout)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: dcea\r\nConnection: close\r\n\r\n")?;
+    let length = if method == "POST" { "Content-Length: 0\r\n" } else { "" };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: dcea\r\n{length}Connection: close\r\n\r\n"
+    )?;
     let (status, body) = response(BufReader::with_capacity(256 * 1024, stream))?;
-    if status != 200 {
+    if status != ok {
         let mut msg = String::new();
         body.take(64 * 1024).read_to_string(&mut msg).ok();
         let message = serde_json::from_str::<Value>(&msg)

@@ -111,7 +111,8 @@ pub struct Observation {
     /// CLOCK_MONOTONIC of the event (kernel) or of the check (/proc).
     pub ktime_ns: u64,
     pub syscall: Option<SyscallFacts>,
-    pub killed: bool,
+    /// What --enforce did to the process.
+    pub action: crate::enforce::Action,
     /// Namespaces before (kernel: before the syscall; /proc: the trusted ones) and after.
     pub from: [u32; NS_KINDS],
     pub to: [u32; NS_KINDS],
@@ -155,7 +156,7 @@ pub fn build_alert(
     f.insert("evt.rawtime".into(), json!(epoch_ns));
     f.insert("dcea.ktime_ns".into(), json!(obs.ktime_ns));
     f.insert("dcea.detected_by".into(), json!(obs.detected_by.as_str()));
-    f.insert("dcea.action".into(), json!(if obs.killed { "killed" } else { "alert" }));
+    f.insert("dcea.action".into(), json!(obs.action.name()));
     f.insert("dcea.at_syscall_entry".into(), json!(obs.syscall.map(|s| s.at_entry)));
 
     let changed = changed_mask(&snapshot(&obs.from), &snapshot(&obs.to));
@@ -177,10 +178,13 @@ pub fn build_alert(
         Some(c) => format!("container {}", describe(c, meta.as_deref())),
         None => format!("a non-host pid namespace {}", obs.from[NsKind::Pid.index()]),
     };
-    let action = match (obs.killed, obs.syscall) {
-        (false, _) => "",
-        (true, Some(_)) => "; killed before returning to user space (enforce)",
-        (true, None) => "; killed (enforce; found after the fact)",
+    let action = match (obs.action, obs.syscall) {
+        (crate::enforce::Action::Alert, _) => "",
+        (crate::enforce::Action::KillProcess, Some(_)) => "; killed before returning to user space (enforce)",
+        (crate::enforce::Action::KillContainer, Some(_)) => {
+            "; killed before returning to user space, its container condemned (enforce)"
+        }
+        (_, None) => "; killed (enforce; found after the fact)",
     };
     let how = |unexplained: bool| match (hook, obs.detected_by) {
         (Some(h), _) if unexplained => format!("without a namespace syscall (noticed at {h})"),

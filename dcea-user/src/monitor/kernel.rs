@@ -8,6 +8,7 @@ use dcea_common::{names, stats};
 use tokio::io::{Interest, unix::AsyncFd};
 
 use super::{AlertContext, MonitorOptions, Pipeline, loader};
+use crate::enforce::condemned::Condemned;
 use crate::{
     Error,
     metrics::{ChannelLabels, Metrics, TotalTracker},
@@ -21,6 +22,9 @@ pub struct Kernel {
     pub pipeline: Pipeline,
     pub attached: usize,
     counters: Counters,
+    /// Containers --enforce condemned (kill-container), kept with the kernel's set.
+    condemned: Condemned,
+    enforce: bool,
 }
 
 /// The kernel's running totals as last exported.
@@ -64,22 +68,86 @@ pub fn counter(ebpf: &aya::Ebpf, index: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// SIGKILL a process an after-the-fact action names (never pid 0 or 1).
+fn kill_process(tgid: u32) {
+    if tgid > 1 {
+        // SAFETY: kill(2) on a positive pid other than init.
+        unsafe { libc::kill(tgid as i32, libc::SIGKILL) };
+    }
+}
+
 impl Kernel {
-    pub fn start(opts: &MonitorOptions, ctx: &AlertContext) -> Result<Kernel, Error> {
-        let loader::Loaded { mut ebpf, report } = loader::load(opts.load_options(ctx.host.clone()))?;
+    pub fn start(opts: &MonitorOptions, ctx: &AlertContext, rules: &crate::rules::RuleSet) -> Result<Kernel, Error> {
+        let loader::Loaded { mut ebpf, report } = loader::load(opts.load_options(ctx.host.clone(), rules))?;
         eprint!("{}", report.render_text());
         let priority = ring(&mut ebpf, names::PRIORITY_EVENTS_MAP)?;
         let ring = ring(&mut ebpf, names::EVENTS_MAP)?;
         let attached = report.attached();
         eprintln!("dcea: kernel programs attached ({attached})");
-        Ok(Kernel {
+        let mut kernel = Kernel {
             ebpf,
             priority,
             ring,
             pipeline: Pipeline::new(ctx.clone()),
             attached,
             counters: Counters::default(),
-        })
+            condemned: Condemned::load(&opts.state_dir),
+            enforce: opts.enforce,
+        };
+        kernel.pipeline.enforce = opts.enforce;
+        if opts.enforce {
+            // Containers condemned before a restart stay condemned under their current cgroup.
+            let n = kernel.condemned.entries().count();
+            kernel.enforce_condemned();
+            if n > 0 {
+                eprintln!("dcea: {n} condemned container(s) restored from {}", opts.state_dir.display());
+            }
+        }
+        Ok(kernel)
+    }
+
+    /// New guard actions (SIGHUP).
+    pub fn set_guards(&mut self, actions: &crate::enforce::guards::GuardActions) {
+        if let Err(e) = crate::enforce::guards::write(&mut self.ebpf, actions) {
+            tracing::warn!("updating the kernel's guards: {e}");
+        }
+    }
+
+    /// Carry out what the pipeline asked for (after-the-fact actions) and finish off the
+    /// containers the kernel condemned: kill what is left of them, tell the engine, persist.
+    pub fn enforce_condemned(&mut self) {
+        if !self.enforce {
+            return;
+        }
+        let mut fresh = Vec::new();
+        for r in std::mem::take(&mut self.pipeline.responses) {
+            match r.action {
+                crate::enforce::Action::KillContainer => {
+                    fresh.extend(self.condemned.condemn_pid(&mut self.ebpf, r.tgid))
+                }
+                crate::enforce::Action::KillProcess => kill_process(r.tgid),
+                crate::enforce::Action::Alert => {}
+            }
+        }
+        let report = self.condemned.sync(&mut self.ebpf);
+        fresh.extend(report.condemned);
+        for cgroup in &report.released {
+            eprintln!("dcea: released cgroup {cgroup}: its tasks may run again");
+        }
+        for e in fresh {
+            eprintln!("dcea: condemned container {} (cgroup {}): its tasks are killed", e.container_id, e.cgroup);
+            if !e.container_id.is_empty() {
+                let socket = crate::container::engine::socket_path();
+                let id = e.container_id.clone();
+                // The engine may be slow or gone; the cgroup is already dead either way.
+                std::thread::spawn(move || {
+                    let path = format!("/containers/{id}/kill");
+                    if let Err(err) = crate::container::engine::post(&socket, &path) {
+                        tracing::debug!("telling the engine to kill {id}: {err}");
+                    }
+                });
+            }
+        }
     }
 
     /// Process pending records, the priority ring first and again every 256 main records,
@@ -103,6 +171,10 @@ impl Kernel {
             if n < 256 {
                 break;
             }
+        }
+        if self.pipeline.condemned_seen || !self.pipeline.responses.is_empty() {
+            self.pipeline.condemned_seen = false;
+            self.enforce_condemned();
         }
     }
 

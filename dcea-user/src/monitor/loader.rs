@@ -74,6 +74,8 @@ pub struct StartupReport {
     pub host_namespaces: HostNamespaces,
     pub cgroup_hierarchy: String,
     pub enforce: bool,
+    /// Per guard: its action and how the kernel takes it.
+    pub guards: Vec<GuardStatus>,
     pub programs: Vec<ProgramStatus>,
     /// Which commit_creds hook runs: "fentry", "kprobe" or "unavailable".
     pub commit_creds: &'static str,
@@ -116,10 +118,61 @@ impl StartupReport {
         }
         s.push_str(&format!(
             "dcea: enforce: {}\n",
-            if self.enforce { "on (escaping tasks are killed)" } else { "off (alert only)" }
+            if self.enforce { "on (each rule's action runs)" } else { "off (alert only)" }
         ));
+        if self.enforce {
+            for g in &self.guards {
+                s.push_str(&format!("dcea: guard {:<16} {:<15} {}\n", g.guard, g.action, g.mechanism));
+            }
+        }
         s
     }
+}
+
+/// One guard as `dcea probe` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GuardStatus {
+    pub guard: &'static str,
+    pub action: &'static str,
+    /// `kill at hook (bpf_send_signal) in <program>`, or why nothing acts.
+    pub mechanism: String,
+}
+
+/// How each guard is enforced on this kernel: by SIGKILL from the hook that recognises it,
+/// when that hook attached.
+fn guard_statuses(actions: &crate::enforce::guards::GuardActions, programs: &[ProgramStatus]) -> Vec<GuardStatus> {
+    use dcea_common::Guard;
+    dcea_common::Guard::ALL
+        .iter()
+        .map(|&g| {
+            let hooks: &[&str] = match g {
+                Guard::HostNamespace => &["sys_exit_setns"],
+                Guard::ReleaseAgent | Guard::CorePattern | Guard::KernelControl | Guard::BinfmtRegister => {
+                    &["sys_exit_open", "sys_exit_openat", "sys_exit_openat2"]
+                }
+                Guard::RuntimeSocket => &["sys_enter_connect"],
+                Guard::HostDiskMount | Guard::PseudoFsMount => &["sys_enter_mount"],
+                Guard::HostRoot => &["sys_exit_chroot", "sys_exit_pivot_root"],
+                Guard::PtraceOutside => &["sys_enter_ptrace"],
+                Guard::ModuleLoad => &["sys_enter_init_module", "sys_enter_finit_module"],
+                Guard::DeviceNode => &["sys_enter_mknod", "sys_enter_mknodat"],
+            };
+            let attached: Vec<&str> = hooks
+                .iter()
+                .copied()
+                .filter(|h| programs.iter().any(|p| p.name == *h && p.status == "attached"))
+                .collect();
+            let action = actions[g as usize];
+            let mechanism = if action == crate::enforce::Action::Alert {
+                "alert only".to_string()
+            } else if attached.is_empty() {
+                format!("no hook on this kernel ({}): nothing to act on", hooks.join(", "))
+            } else {
+                format!("kill at hook (bpf_send_signal) in {}", attached.join(", "))
+            };
+            GuardStatus { guard: g.name(), action: action.name(), mechanism }
+        })
+        .collect()
 }
 
 /// Which commit_creds hook the agent may use (`--commit-creds`).
@@ -160,6 +213,7 @@ pub struct LoadOptions<'a> {
     pub btf_path: &'a Path,
     pub host: HostNamespaces,
     pub enforce: bool,
+    pub guards: crate::enforce::guards::GuardActions,
     pub max_tasks: u32,
     pub commit_creds: CommitCredsHook,
 }
@@ -273,6 +327,8 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         .map_max_entries(names::TASKS_MAP, opts.max_tasks)
         .load(EBPF_OBJECT)
         .map_err(|e| Error::Load(e.to_string()))?;
+    // Before anything attaches: no event may meet an unconfigured guard.
+    crate::enforce::guards::write(&mut ebpf, &opts.guards).map_err(Error::Load)?;
 
     let mut statuses = Vec::new();
     for spec in programs::required() {
@@ -369,6 +425,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         host_namespaces: opts.host,
         cgroup_hierarchy: cgroup_desc,
         enforce: opts.enforce,
+        guards: guard_statuses(&opts.guards, &statuses),
         features: features(&offsets, commit_creds, &behaviour_missing),
         programs: statuses,
         commit_creds,

@@ -57,6 +57,10 @@ pub enum Mode {
 pub struct MonitorOptions {
     pub format: Format,
     pub enforce: bool,
+    /// --enforce's action for the built-in namespace-escape verdict.
+    pub escape_action: crate::enforce::Action,
+    /// `--action RULE=ACTION` overrides, applied over the rules' own.
+    pub actions: Vec<(String, crate::enforce::Action)>,
     pub host_ns_pid: Option<u32>,
     pub btf_path: PathBuf,
     pub max_tasks: u32,
@@ -82,11 +86,12 @@ pub const SAFETY_NET_INTERVAL: Duration = Duration::from_secs(30);
 const SAVE_EVERY: Duration = Duration::from_secs(10);
 
 impl MonitorOptions {
-    pub(crate) fn load_options(&self, host: HostNamespaces) -> loader::LoadOptions<'_> {
+    pub(crate) fn load_options(&self, host: HostNamespaces, rules: &crate::rules::RuleSet) -> loader::LoadOptions<'_> {
         loader::LoadOptions {
             btf_path: &self.btf_path,
             host,
             enforce: self.enforce,
+            guards: crate::enforce::guards::plan(rules, self.enforce, self.escape_action),
             max_tasks: self.max_tasks,
             commit_creds: self.commit_creds,
         }
@@ -96,7 +101,8 @@ impl MonitorOptions {
 /// Load the programs, print what loaded, and return the report (`dcea probe`).
 pub fn probe(opts: &MonitorOptions) -> Result<StartupReport, Error> {
     let host = HostNamespaces::detect(opts.host_ns_pid)?;
-    Ok(loader::load(opts.load_options(host))?.report)
+    let rules = load_rules(opts).map_err(Error::Usage)?;
+    Ok(loader::load(opts.load_options(host, &rules))?.report)
 }
 
 /// Errors that mean "no eBPF here" (auto mode polls instead), as opposed to errors that stop
@@ -113,9 +119,13 @@ fn ebpf_unavailable(e: &Error) -> bool {
     )
 }
 
-/// Load and compile the behaviour rules, saying on stderr what was loaded.
-fn load_rules(opts: &crate::rules::LoadOptions) -> Result<crate::rules::RuleSet, String> {
-    let set = crate::rules::RuleSet::load(opts).map_err(|e| e.to_string())?;
+/// Load and compile the behaviour rules with the `--action` overrides, saying on stderr what
+/// was loaded.
+fn load_rules(opts: &MonitorOptions) -> Result<crate::rules::RuleSet, String> {
+    let mut set = crate::rules::RuleSet::load(&opts.rules).map_err(|e| e.to_string())?;
+    for (rule, action) in &opts.actions {
+        set.set_action(rule, *action)?;
+    }
     for w in set.warnings() {
         eprintln!("dcea: rules warning: {w}");
     }
@@ -199,7 +209,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     crate::container::host_fs::set_host_mountinfo(&host.mountinfo_path());
     // A ruleset that does not load is an error at start (fix it with `dcea rules validate`);
     // on SIGHUP the last good one stays.
-    let mut rules = Arc::new(load_rules(&opts.rules).map_err(Error::Usage)?);
+    let mut rules = Arc::new(load_rules(&opts).map_err(Error::Usage)?);
     // Sinks open before the programs load: an unwritable file or a bad CA is a start-up error.
     let metrics = Metrics::new();
     let delivery = Delivery::start(&opts.delivery, metrics.clone())?;
@@ -213,8 +223,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
 
     let mut kernel = match opts.mode {
         Mode::Poll => None,
-        Mode::Ebpf => Some(Kernel::start(&opts, &ctx)?),
-        Mode::Auto => match Kernel::start(&opts, &ctx) {
+        Mode::Ebpf => Some(Kernel::start(&opts, &ctx, &rules)?),
+        Mode::Auto => match Kernel::start(&opts, &ctx, &rules) {
             Ok(k) => Some(k),
             Err(e) if ebpf_unavailable(&e) => {
                 eprintln!(
@@ -308,6 +318,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
             _ = tick.tick() => {
                 metrics.health.beat();
                 if let Some(k) = kernel.as_mut() {
+                    k.enforce_condemned();
                     let lost = k.export(&metrics);
                     let action = loss.observe(lost, Instant::now(), &ctx.hostname);
                     if action.trust_pass {
@@ -324,11 +335,12 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
                     last_expire = Instant::now();
                 }
             }
-            _ = sighup.recv() => match load_rules(&opts.rules) {
+            _ = sighup.recv() => match load_rules(&opts) {
                 Ok(new) => {
                     rules = Arc::new(new);
                     if let Some(k) = kernel.as_mut() {
                         k.pipeline.rules = Some(rules.clone());
+                        k.set_guards(&crate::enforce::guards::plan(&rules, opts.enforce, opts.escape_action));
                     }
                     metrics.rules_reloads.get_or_create(&crate::metrics::ResultLabels { result: "ok" }).inc();
                 }

@@ -4,6 +4,8 @@ use std::{collections::HashMap, fs};
 
 use dcea_common::{Event, EventKind, Hook, entered_host_mask, flags};
 
+use crate::enforce::{Action, kernel_outcome};
+
 pub use super::alert::{AlertContext, RULE_CRED_ESCALATION, RULE_CRED_TAMPERED, RULE_ESCAPE, RULE_TAMPERED};
 use super::{
     alert::{self, DetectedBy, Observation, ProcessInfo, SyscallFacts},
@@ -63,6 +65,13 @@ fn container_of(record_flags: u32, cgroup_path: &str, tgid: u32) -> Option<Conta
     }
 }
 
+/// What the kernel did to a record's task, and who it was.
+#[derive(Clone, Copy)]
+struct Enforced {
+    record_flags: u32,
+    tgid: u32,
+}
+
 pub struct Pipeline {
     pub ctx: AlertContext,
     pub stats: PipelineStats,
@@ -72,6 +81,19 @@ pub struct Pipeline {
     /// the runtime's init is the container's first task, so this is the container's own PID
     /// namespace (`dcea.ns.pid.is_nested` when the init has already exited).
     own_pid_ns: HashMap<String, u32>,
+    /// --enforce: rules' actions the kernel did not take run from here, after the fact.
+    pub enforce: bool,
+    /// After-the-fact actions for the kernel side to carry out after this drain.
+    pub responses: Vec<Response>,
+    /// A record said the kernel condemned a container: finish it off after this drain.
+    pub condemned_seen: bool,
+}
+
+/// An action a rule asks for that the kernel did not take at its hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub action: Action,
+    pub tgid: u32,
 }
 
 /// Containers whose PID namespace is remembered; past this the map starts over.
@@ -79,7 +101,15 @@ const OWN_PID_NS_MAX: usize = 4096;
 
 impl Pipeline {
     pub fn new(ctx: AlertContext) -> Pipeline {
-        Pipeline { ctx, stats: PipelineStats::default(), rules: None, own_pid_ns: HashMap::new() }
+        Pipeline {
+            ctx,
+            stats: PipelineStats::default(),
+            rules: None,
+            own_pid_ns: HashMap::new(),
+            enforce: false,
+            responses: Vec::new(),
+            condemned_seen: false,
+        }
     }
 
     fn learn_pid_ns(&mut self, container: Option<&ContainerRef>, pid_ns: u32) -> Option<u32> {
@@ -117,6 +147,7 @@ impl Pipeline {
                 return;
             }
         };
+        self.condemned_seen |= ev.flags & flags::CONDEMNED != 0;
         let (verdict, details) = self.judge(&ev);
         if verdict != Verdict::Benign {
             self.stats.alerts += 1;
@@ -138,7 +169,8 @@ impl Pipeline {
                 // The namespaces before the transition are the container's.
                 let own = self.learn_pid_ns(container.as_ref(), ev.old.ns[dcea_common::NsKind::Pid.index()]);
                 let kev = kev.with_learned_pid_ns(own);
-                self.evaluate(&rules, &kev, ev.tgid, epoch_ns, container.as_ref(), meta.as_deref(), out);
+                let at = Enforced { record_flags: ev.flags, tgid: ev.tgid };
+                self.evaluate(&rules, &kev, at, epoch_ns, container.as_ref(), meta.as_deref(), out);
             }
         }
     }
@@ -168,7 +200,9 @@ impl Pipeline {
         };
         let own = self.learn_pid_ns(container.as_ref(), kev.pid_ns());
         let kev = kev.with_learned_pid_ns(own);
-        self.evaluate(&rules, &kev, decoded.raw.tgid, epoch_ns, container.as_ref(), meta.as_deref(), out);
+        self.condemned_seen |= decoded.raw.flags & flags::CONDEMNED != 0;
+        let at = Enforced { record_flags: decoded.raw.flags, tgid: decoded.raw.tgid };
+        self.evaluate(&rules, &kev, at, epoch_ns, container.as_ref(), meta.as_deref(), out);
     }
 
     /// Every rule the event matches becomes a Falco-shaped alert carrying the container's
@@ -178,7 +212,7 @@ impl Pipeline {
         &mut self,
         rules: &RuleSet,
         kev: &KernelEvent<'_>,
-        tgid: u32,
+        at: Enforced,
         epoch_ns: u64,
         container: Option<&ContainerRef>,
         meta: Option<&crate::container::metadata::ContainerMeta>,
@@ -188,7 +222,23 @@ impl Pipeline {
             let mut alert = rule.alert(kev, &AlertMeta { time_ns: epoch_ns, hostname: &self.ctx.hostname });
             let f = &mut alert.output_fields;
             add_container_fields(f, container, meta);
-            f.insert("proc.pid".into(), serde_json::json!(tgid));
+            let (done, guard) = kernel_outcome(at.record_flags);
+            let (action, enforced_at) = if done != Action::Alert {
+                (done, Some("kernel hook"))
+            } else if self.enforce && rule.action != Action::Alert && container.is_some() {
+                self.responses.push(Response { action: rule.action, tgid: at.tgid });
+                (rule.action, Some("user space, after the fact"))
+            } else {
+                (Action::Alert, None)
+            };
+            f.insert("dcea.action".into(), serde_json::json!(action.name()));
+            if let Some(g) = guard {
+                f.insert("dcea.guard".into(), serde_json::json!(g.name()));
+            }
+            if let Some(at) = enforced_at {
+                f.insert("dcea.enforced_at".into(), serde_json::json!(at));
+            }
+            f.insert("proc.pid".into(), serde_json::json!(at.tgid));
             f.insert("evt.type".into(), serde_json::json!(kev.evt_type().name()));
             f.insert("dcea.detected_by".into(), serde_json::json!("ebpf"));
             self.stats.alerts += 1;
@@ -225,7 +275,7 @@ pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &P
             ret: ev.ret,
             at_entry: ev.flags & flags::AT_ENTRY != 0,
         }),
-        killed: ev.flags & flags::KILLED != 0,
+        action: kernel_outcome(ev.flags).0,
         from: ev.old.ns,
         to: ev.new.ns,
         uid: (ev.old.uid, ev.new.uid),

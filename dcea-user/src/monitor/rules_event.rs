@@ -473,6 +473,14 @@ impl EventView for KernelEvent<'_> {
                 };
                 n(dev.map(|(major, minor)| if f.id == FieldId::FdDevMajor { major } else { minor }))
             }
+            FieldId::FdFstype => match (self.evt_type, raw_args) {
+                (t, Some(a))
+                    if t.is_open() || matches!(t, EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot) =>
+                {
+                    s(crate::sys::fs_type_name(a[arg::MAGIC]))
+                }
+                _ => Value::None,
+            },
             FieldId::FdHostPath => s(self.host_path()),
             FieldId::FdHostPathContainerId => s(self
                 .host_path()

@@ -198,6 +198,8 @@ impl<'s> Compiler<'s> {
             priority: def.priority,
             tags: def.tags.clone(),
             enabled: def.enabled,
+            action: def.action,
+            guard: def.guard,
             file,
             line: pos.map(|p| p.line).unwrap_or(0),
             types,

@@ -187,6 +187,7 @@ pub struct SimpleEvent<'a> {
     pub fd_dev_major: Option<i64>,
     pub fd_host_path: Option<&'a str>,
     pub fd_dev_minor: Option<i64>,
+    pub fd_fstype: Option<&'a str>,
     /// Raw flags; their kind follows from the event type.
     pub flags: Option<u64>,
     pub mode: Option<u64>,
@@ -240,6 +241,7 @@ impl<'a> SimpleEvent<'a> {
             fd_dev_major: None,
             fd_host_path: None,
             fd_dev_minor: None,
+            fd_fstype: None,
             flags: None,
             mode: None,
             dev: None,
@@ -336,6 +338,7 @@ impl EventView for SimpleEvent<'_> {
             },
             FieldId::FdDevMajor => n(self.fd_dev_major),
             FieldId::FdDevMinor => n(self.fd_dev_minor),
+            FieldId::FdFstype => s(self.fd_fstype),
             FieldId::FdHostPath => s(self.fd_host_path),
             FieldId::FdHostPathContainerId => s(self
                 .fd_host_path

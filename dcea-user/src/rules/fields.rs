@@ -69,6 +69,8 @@ pub enum FieldId {
     FdNum,
     FdDevMajor,
     FdDevMinor,
+    /// The filesystem type of the opened file (kernel filesystems by name).
+    FdFstype,
     /// Write-mode opens on disk filesystems: where the file lives on the host.
     FdHostPath,
     /// The container whose runtime state directory holds `fd.host_path`.
@@ -229,6 +231,12 @@ pub const FIELDS: &[FieldInfo] = &[
     f("fd.typechar", FieldId::FdTypechar, FieldType::Str, "f (file), u (unix socket)"),
     f("fd.num", FieldId::FdNum, FieldType::Num, "file descriptor an open returned"),
     f("fd.dev.major", FieldId::FdDevMajor, FieldType::Num, "major of the filesystem's device (0: virtual fs)"),
+    f(
+        "fd.fstype",
+        FieldId::FdFstype,
+        FieldType::Str,
+        "open, finit_module, chroot: filesystem type of the file (proc, sysfs, cgroup, binfmt_misc, ext4, …)",
+    ),
     f("fd.dev.minor", FieldId::FdDevMinor, FieldType::Num, "minor of the filesystem's device"),
     f(
         "fd.host_path",

@@ -10,7 +10,8 @@ use super::{
     condition::Op,
     yaml::{self, Kind, Node, Pos, Style},
 };
-use crate::output::Priority;
+use crate::{enforce::Action, output::Priority};
+use dcea_common::Guard;
 
 /// Where something was written: a YAML node, or a byte offset inside a condition text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +90,10 @@ pub(crate) struct RuleDef {
     pub source: Option<(String, Span)>,
     pub skip_if_unknown_filter: bool,
     pub warn_evttypes: bool,
+    /// dcea: what `--enforce` does when the rule fires, and the kernel guard that can do it
+    /// at the hook.
+    pub action: Action,
+    pub guard: Option<Guard>,
 }
 
 pub(crate) struct Defs<T> {
@@ -148,6 +153,8 @@ const RULE_KEYS: &[&str] = &[
     "skip-if-unknown-filter",
     "capture",
     "capture_duration",
+    "action",
+    "guard",
 ];
 const MACRO_KEYS: &[&str] = &["macro", "condition", "append", "override"];
 const LIST_KEYS: &[&str] = &["list", "items", "append", "override"];
@@ -163,6 +170,8 @@ const RULE_REPLACEABLE: &[&str] = &[
     "enabled",
     "warn_evttypes",
     "skip-if-unknown-filter",
+    "action",
+    "guard",
 ];
 
 /// Mapping entries by key, with duplicate keys refused.
@@ -537,6 +546,30 @@ impl Store {
         }
     }
 
+    fn action_of(&mut self, file: u16, node: &Node) -> Option<Action> {
+        let action = node.as_str().and_then(Action::parse);
+        if action.is_none() {
+            let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+            self.error(
+                Span::At { file, pos: node.pos },
+                format!("invalid action `{}`: one of {}", node.as_str().unwrap_or(node.kind_name()), names.join(", ")),
+            );
+        }
+        action
+    }
+
+    fn guard_of(&mut self, file: u16, node: &Node) -> Option<Guard> {
+        let guard = node.as_str().and_then(Guard::from_name);
+        if guard.is_none() {
+            let names: Vec<&str> = Guard::ALL.iter().map(|g| g.name()).collect();
+            self.error(
+                Span::At { file, pos: node.pos },
+                format!("invalid guard `{}`: one of {}", node.as_str().unwrap_or(node.kind_name()), names.join(", ")),
+            );
+        }
+        guard
+    }
+
     fn priority_of(&mut self, file: u16, node: &Node) -> Option<Priority> {
         let p = match node.as_str().map(str::to_ascii_lowercase).as_deref() {
             Some("emergency") => Priority::Emergency,
@@ -690,6 +723,20 @@ impl Store {
             None => None,
         };
         let source = e.get("source").map(|n| (n.as_str().unwrap_or("").to_string(), Span::At { file, pos: n.pos }));
+        let action = match e.get("action") {
+            Some(n) => match self.action_of(file, n) {
+                Some(a) => Some(a),
+                None => return,
+            },
+            None => None,
+        };
+        let guard = match e.get("guard") {
+            Some(n) => match self.guard_of(file, n) {
+                Some(g) => Some(g),
+                None => return,
+            },
+            None => None,
+        };
 
         if let Some(overrides) = overrides {
             let Some(&idx) = self.rules.by_name.get(&name) else {
@@ -723,6 +770,8 @@ impl Store {
                     ("enabled", _) => rule.enabled = enabled.unwrap_or(rule.enabled),
                     ("warn_evttypes", _) => rule.warn_evttypes = warn_evttypes.unwrap_or(true),
                     ("skip-if-unknown-filter", _) => rule.skip_if_unknown_filter = skip_unknown.unwrap_or(false),
+                    ("action", _) => rule.action = action.unwrap_or(rule.action),
+                    ("guard", _) => rule.guard = guard.or(rule.guard),
                     _ => {}
                 }
             }
@@ -786,6 +835,8 @@ impl Store {
                 source,
                 skip_if_unknown_filter: skip_unknown.unwrap_or(false),
                 warn_evttypes: warn_evttypes.unwrap_or(true),
+                action: action.unwrap_or_default(),
+                guard,
             },
         );
     }

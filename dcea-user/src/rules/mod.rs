@@ -59,8 +59,9 @@ pub mod names {
     pub const CHROOT_HOST_FS: &str = "Chroot into a host filesystem from a container";
     pub const DRIFT_EXECUTED: &str = "Binary not in the container image executed";
     pub const HOST_FILE_WRITTEN: &str = "Host file written from a container";
+    pub const BINFMT_REGISTERED: &str = "Binary format handler registered from a container";
 
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         SHELL_IN_CONTAINER,
         CREDENTIAL_FILE_IN_CONTAINER,
         SSH_KEYS_IN_CONTAINER,
@@ -78,6 +79,7 @@ pub mod names {
         NAMESPACE_CREATED,
         DEVICE_NODE_CREATED,
         CHROOT_HOST_FS,
+        BINFMT_REGISTERED,
         DRIFT_EXECUTED,
         HOST_FILE_WRITTEN,
     ];
@@ -161,6 +163,11 @@ pub struct Rule {
     pub priority: Priority,
     pub tags: Vec<String>,
     pub enabled: bool,
+    /// What `--enforce` does when the rule fires (YAML `action:`).
+    pub action: crate::enforce::Action,
+    /// The kernel guard that takes the action at the hook (YAML `guard:`); without one the
+    /// action runs from user space, after the fact.
+    pub guard: Option<dcea_common::Guard>,
     /// The file (and line) that defined the rule.
     pub file: String,
     pub line: u32,
@@ -282,6 +289,17 @@ impl RuleSet {
 
     pub fn rule(&self, name: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// Change a rule's `--enforce` action (`--action RULE=ACTION`, config `action:`).
+    pub fn set_action(&mut self, name: &str, action: crate::enforce::Action) -> Result<(), String> {
+        let rule = self
+            .rules
+            .iter_mut()
+            .find(|r| r.name == name)
+            .ok_or_else(|| format!("--action {name:?}: no such rule (`dcea rules list` names them)"))?;
+        rule.action = action;
+        Ok(())
     }
 
     /// The files loaded, in order.

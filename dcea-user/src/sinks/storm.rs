@@ -60,7 +60,7 @@ const NEVER_FOLDED_TAGS: [&str; 4] = ["escape", "kernel_exploit", "T1611", "dcea
 
 pub fn never_folded(alert: &Alert) -> bool {
     alert.priority <= Priority::Critical && alert.tags.iter().any(|t| NEVER_FOLDED_TAGS.contains(&t.as_str()))
-        || alert.output_fields.get("dcea.action").and_then(Value::as_str) == Some("killed")
+        || alert.output_fields.get("dcea.action").and_then(Value::as_str).is_some_and(|a| a != "alert")
 }
 
 fn field(alert: &Alert, names: &[&str]) -> String {

@@ -844,7 +844,7 @@ impl TrustChecker {
                 detected_by: by,
                 ktime_ns: sys::monotonic_ns(),
                 syscall: None,
-                killed,
+                action: if killed { crate::enforce::Action::KillProcess } else { crate::enforce::Action::Alert },
                 from: v.trusted,
                 to: v.current,
                 uid: (0, 0),

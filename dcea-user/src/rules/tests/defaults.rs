@@ -541,3 +541,33 @@ fn per_type_specialised_index_agrees_with_the_full_conditions() {
     }
     assert!(hits_seen > 100);
 }
+
+#[test]
+fn binfmt_handler_registration() {
+    let mut reg = write("/proc/sys/fs/binfmt_misc/register");
+    reg.fd_fstype = Some("binfmt_misc");
+    fires(names::BINFMT_REGISTERED, &reg);
+    // The same name elsewhere, and a read of the handler list, are nothing.
+    let mut other = write("/app/register");
+    other.fd_fstype = Some("overlay");
+    silent(&other);
+    let mut status = read("/proc/sys/fs/binfmt_misc/status");
+    status.fd_fstype = Some("binfmt_misc");
+    silent(&status);
+}
+
+#[test]
+fn every_critical_escape_rule_carries_an_action_and_the_kernel_decidable_ones_a_guard() {
+    use crate::enforce::Action;
+    for rule in builtin().rules() {
+        if rule.guard.is_some() {
+            assert_eq!(rule.action, Action::KillContainer, "{}", rule.name);
+        }
+    }
+    let guarded: Vec<_> = builtin().rules().iter().filter_map(|r| r.guard).collect();
+    // Every guard but the built-in namespace escape is some default rule's.
+    for g in dcea_common::Guard::ALL.into_iter().filter(|g| *g != dcea_common::Guard::HostNamespace) {
+        assert!(guarded.contains(&g), "no default rule names guard {}", g.name());
+    }
+    assert_eq!(builtin().rule(names::DRIFT_EXECUTED).unwrap().action, Action::Alert, "drift is not an escape");
+}

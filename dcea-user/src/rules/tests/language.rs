@@ -476,3 +476,41 @@ fn unreadable_rules_file_is_an_error_naming_it() {
     assert!(RuleSet::load(&opts).is_err());
     assert!(load(&[""]).unwrap().rules().is_empty(), "an empty file is fine");
 }
+
+#[test]
+fn action_and_guard_load_override_and_refuse_unknown_values() {
+    use crate::enforce::Action;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("10-local.yaml"),
+        "- rule: Kernel core_pattern written\n  action: alert\n  override:\n    action: replace\n",
+    )
+    .unwrap();
+    let opts = LoadOptions { rules_dir: Some(dir.path().to_path_buf()), ..LoadOptions::default() };
+    let set = RuleSet::load(&opts).unwrap();
+    let rule = set.rule(crate::rules::names::CORE_PATTERN_WRITTEN).unwrap();
+    assert_eq!(rule.action, Action::Alert);
+    assert_eq!(rule.guard, Some(dcea_common::Guard::CorePattern), "the guard stays");
+    for (bad, want) in [("nuke", "invalid action `nuke`"), ("", "invalid action")] {
+        std::fs::write(
+            dir.path().join("10-local.yaml"),
+            format!("- rule: Kernel core_pattern written\n  action: {bad}\n  override:\n    action: replace\n"),
+        )
+        .unwrap();
+        let err = match RuleSet::load(&opts) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("refused"),
+        };
+        assert!(err.contains(want), "{err}");
+    }
+    std::fs::write(
+        dir.path().join("10-local.yaml"),
+        "- rule: x\n  desc: d\n  condition: evt.type = execve\n  output: o\n  priority: notice\n  guard: everything\n",
+    )
+    .unwrap();
+    let err = match RuleSet::load(&opts) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("refused"),
+    };
+    assert!(err.contains("invalid guard `everything`: one of host-namespace"), "{err}");
+}
