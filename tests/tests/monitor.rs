@@ -83,7 +83,7 @@ fn enforce_kills_the_escaping_process_before_it_returns() {
     assert_eq!(after_ns, None, "the helper must not run after setns returned");
     let (alert, _) = monitor.wait_for(Duration::from_secs(2), |a| a.rule() == ESCAPE_RULE);
     let alert = alert.expect("escape alert");
-    assert_eq!(alert.field("dcea.action"), "killed");
+    assert_eq!(alert.field("dcea.action"), "kill-process");
     let summary = monitor.stop().join("\n");
     assert!(summary.contains("1 killed"), "{summary}");
 }

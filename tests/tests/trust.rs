@@ -420,7 +420,7 @@ fn poll_mode_enforce_kills_the_escaped_process() {
     trigger(&c);
     let (alert, seen) = m.wait_for(Duration::from_secs(5), |a| a.rule() == ESCAPE_RULE);
     let alert = alert.unwrap_or_else(|| panic!("no escape alert: {seen:?}"));
-    assert_eq!(alert.field("dcea.action"), "killed");
+    assert_eq!(alert.field("dcea.action"), "kill-process");
     assert!(alert.json["output"].as_str().unwrap().contains("found after the fact"), "{}", alert.raw);
     let pid = alert.field("proc.pid").as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);

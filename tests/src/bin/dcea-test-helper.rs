@@ -15,7 +15,7 @@
 //!   dropped), in a fake container or not. Prints `pid=<pid>`, exits with its status.
 //! - `su-like [program args…]`: what `su` does after its setuid-root exec: take uid 0 fully
 //!   (setresuid(0,0,0)), drop supplementary groups, then exec the program. Prints `ids=r/e/s`.
-//! - `connect-unix <socket>`, `ptrace-attach <pid>`, `bpf-prog-load`, `finit-module <file>`,
+//! - `connect-unix <socket>`, `docker-create <socket> <name>`, `ptrace-attach <pid>`, `bpf-prog-load`, `finit-module <file>`,
 //!   `open <file> read|write`, `open-loop <file> <count>`: the behaviours the rules look for that busybox cannot do (run
 //!   inside a test container with the host's libraries mounted), and the open benchmark.
 //! - `connect-loop <socket> <count>`, `exec-loop <program> <count>`: the peer benchmark's
@@ -88,6 +88,24 @@ fn connect_unix(path: &str) -> Result<u8, String> {
         Ok(_) => Ok(0),
         Err(e) => Err(format!("connect {path}: {e}")),
     }
+}
+
+/// Ask the engine behind `socket` to create a container named `name` (what an attacker with a
+/// mounted docker.sock does first); the engine's status line on stdout.
+fn docker_create(socket: &str, name: &str) -> Result<u8, String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| format!("connect {socket}: {e}"))?;
+    let body = r#"{"Image":"dcea-test/busybox:latest","Cmd":["true"]}"#;
+    write!(
+        s,
+        "POST /containers/create?name={name} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| format!("read: {e}"))?;
+    println!("{}", answer.lines().next().unwrap_or(""));
+    Ok(0)
 }
 
 /// PTRACE_ATTACH to `pid`, then detach.
@@ -215,6 +233,7 @@ fn exec_loop(program: &str, count: u64) -> Result<u8, String> {
 
 const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <kind,kind,...> [linger_ms]
        dcea-test-helper connect-unix <socket path>
+       dcea-test-helper docker-create <socket path> <container name>
        dcea-test-helper ptrace-attach <pid>
        dcea-test-helper bpf-prog-load
        dcea-test-helper finit-module <file>
@@ -372,6 +391,7 @@ fn main() -> ExitCode {
             }
         }
         (Some("connect-unix"), Some(path), None) => connect_unix(path),
+        (Some("docker-create"), Some(socket), Some(name)) => docker_create(socket, name),
         (Some("ptrace-attach"), Some(pid), None) => {
             pid.parse().map_err(|e| format!("pid {pid}: {e}")).and_then(ptrace_attach)
         }
