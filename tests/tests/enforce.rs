@@ -320,8 +320,8 @@ fn benign_container_work_runs_normally_under_enforce() {
         "unshare -m sh -c 'mount -t tmpfs scratch /mnt && umount /mnt'",
         "unshare -fp --mount-proc sh -c 'test -r /proc/1/status'",
         // Package work: files written, made executable and run, config written in /etc.
-        "mkdir -p /opt/pkg/bin && cp /bin/busybox /opt/pkg/bin/tool && chmod 755 /opt/pkg/bin/tool \
-         && /opt/pkg/bin/tool true && echo 'x=1' > /etc/pkg.conf",
+        "mkdir -p /opt/pkg/bin && cp /bin/busybox /opt/pkg/bin/true && chmod 755 /opt/pkg/bin/true \
+         && /opt/pkg/bin/true && echo 'x=1' > /etc/pkg.conf",
         // Unix sockets that are not a runtime's, reads of the kernel's files.
         "/dcea-test-helper connect-unix /tmp/app.sock; cat /proc/sys/kernel/core_pattern /proc/self/status >/dev/null",
     ];
@@ -352,9 +352,14 @@ fn benign_container_work_runs_normally_under_enforce() {
 #[test]
 fn a_condemned_container_stays_condemned_across_restarts_until_released() {
     let Some(mut e) = Enforcing::start("a_condemned_container_stays_condemned", &[]) else { return };
-    let c = Container::run(&["--privileged"], &["sh", "-c", "echo x > /proc/sysrq-trigger; sleep 30"]);
+    let host = Restore::new("/proc/sys/kernel/core_pattern");
+    let c = Container::run(
+        &["--privileged"],
+        &["sh", "-c", "f=/proc/sys/kernel/core_pattern; cat $f > /tmp/v && cat /tmp/v > $f; sleep 30"],
+    );
     assert_eq!(c.wait(), KILLED, "{}", c.logs());
-    assert_killed_at_hook(&e.alert(&c.id, "Kernel parameter written from a container"), "kernel-control");
+    assert!(host.unchanged());
+    assert_killed_at_hook(&e.alert(&c.id, "Kernel core_pattern written"), "core-pattern");
     let state = e.state.path().to_path_buf();
     // Keep the state directory past this monitor: a new agent reads it.
     let dir = std::mem::replace(&mut e.state, tempfile::tempdir().unwrap());

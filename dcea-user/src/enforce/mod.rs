@@ -54,6 +54,28 @@ impl fmt::Display for Action {
     }
 }
 
+/// A ptrace attach killed at its hook has still happened: the kernel queued SIGSTOP for the
+/// target, which stops once its dead tracer lets go of it. Wait (briefly) for that stop and
+/// continue the target, so that it runs on as if never touched. Only a target stopped with no
+/// tracer is continued.
+pub fn resume_attach_stopped(pid: u32) {
+    if pid <= 1 {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    while std::time::Instant::now() < deadline {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return };
+        let field =
+            |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("").to_string();
+        if field("TracerPid:") == "0" && field("State:").starts_with('T') {
+            // SAFETY: kill(2) on a positive pid other than init.
+            unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// What the kernel did to a record's task, from its flags: the action that ran and the guard
 /// that ran it.
 pub fn kernel_outcome(record_flags: u32) -> (Action, Option<dcea_common::Guard>) {

@@ -172,6 +172,9 @@ impl Kernel {
                 break;
             }
         }
+        for pid in std::mem::take(&mut self.pipeline.stopped_targets) {
+            std::thread::spawn(move || crate::enforce::resume_attach_stopped(pid));
+        }
         if self.pipeline.condemned_seen || !self.pipeline.responses.is_empty() {
             self.pipeline.condemned_seen = false;
             self.enforce_condemned();

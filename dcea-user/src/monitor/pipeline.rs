@@ -87,6 +87,9 @@ pub struct Pipeline {
     pub responses: Vec<Response>,
     /// A record said the kernel condemned a container: finish it off after this drain.
     pub condemned_seen: bool,
+    /// Targets of a ptrace attach whose tracer was killed at the hook: the attach's SIGSTOP
+    /// is still theirs to undo.
+    pub stopped_targets: Vec<u32>,
 }
 
 /// An action a rule asks for that the kernel did not take at its hook.
@@ -109,6 +112,7 @@ impl Pipeline {
             enforce: false,
             responses: Vec::new(),
             condemned_seen: false,
+            stopped_targets: Vec::new(),
         }
     }
 
@@ -201,6 +205,12 @@ impl Pipeline {
         let own = self.learn_pid_ns(container.as_ref(), kev.pid_ns());
         let kev = kev.with_learned_pid_ns(own);
         self.condemned_seen |= decoded.raw.flags & flags::CONDEMNED != 0;
+        if decoded.raw.flags & flags::KILLED != 0
+            && dcea_common::Guard::from_flags(decoded.raw.flags) == Some(dcea_common::Guard::PtraceOutside)
+        {
+            // A host pid: the guard fires only for callers in the host's PID namespace.
+            self.stopped_targets.push(decoded.raw.args[dcea_common::arg::MODE] as u32);
+        }
         let at = Enforced { record_flags: decoded.raw.flags, tgid: decoded.raw.tgid };
         self.evaluate(&rules, &kev, at, epoch_ns, container.as_ref(), meta.as_deref(), out);
     }
