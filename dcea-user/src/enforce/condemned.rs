@@ -127,6 +127,26 @@ impl Condemned {
         report
     }
 
+    /// A container the kernel condemned, as its record named it (container id, cgroup path):
+    /// kept even when its cgroup is already gone, so that a restart of it is refused too.
+    /// Returns the entry when it is new.
+    pub fn note(&mut self, container_id: &str, cgroup: &str) -> Option<Entry> {
+        let cgroup = cgroup.trim_matches('/');
+        if cgroup.is_empty() || self.entries.contains_key(cgroup) || cgroup.split('/').any(|c| c == "..") {
+            return None;
+        }
+        let root = self.cgroup2.clone()?;
+        let dir = root.join(cgroup);
+        let id = fs::metadata(&dir).map(|m| m.ino()).unwrap_or(0);
+        let mut entry = entry_for(&root, &dir, id);
+        entry.container_id = container_id.to_string();
+        self.entries.insert(entry.cgroup.clone(), entry.clone());
+        if let Err(e) = self.save() {
+            tracing::warn!("saving the condemned set: {e}");
+        }
+        Some(entry)
+    }
+
     /// Condemn the container of a running process from user space (a rule whose technique the
     /// kernel cannot decide, acted on after the fact). Returns the entry when it is new.
     pub fn condemn_pid(&mut self, ebpf: &mut aya::Ebpf, tgid: u32) -> Option<Entry> {

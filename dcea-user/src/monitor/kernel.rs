@@ -120,6 +120,9 @@ impl Kernel {
             return;
         }
         let mut fresh = Vec::new();
+        for (id, cgroup) in std::mem::take(&mut self.pipeline.condemned) {
+            fresh.extend(self.condemned.note(&id, &cgroup));
+        }
         for r in std::mem::take(&mut self.pipeline.responses) {
             match r.action {
                 crate::enforce::Action::KillContainer => {

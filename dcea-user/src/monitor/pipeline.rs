@@ -87,6 +87,8 @@ pub struct Pipeline {
     pub responses: Vec<Response>,
     /// A record said the kernel condemned a container: finish it off after this drain.
     pub condemned_seen: bool,
+    /// The containers those records named: (container id, cgroup path).
+    pub condemned: Vec<(String, String)>,
     /// Targets of a ptrace attach whose tracer was killed at the hook: the attach's SIGSTOP
     /// is still theirs to undo.
     pub stopped_targets: Vec<u32>,
@@ -112,6 +114,7 @@ impl Pipeline {
             enforce: false,
             responses: Vec::new(),
             condemned_seen: false,
+            condemned: Vec::new(),
             stopped_targets: Vec::new(),
         }
     }
@@ -151,7 +154,13 @@ impl Pipeline {
                 return;
             }
         };
-        self.condemned_seen |= ev.flags & flags::CONDEMNED != 0;
+        if ev.flags & flags::CONDEMNED != 0 {
+            self.condemned_seen = true;
+            let path = cgroup_path(&ev);
+            if let Some(c) = container_of(ev.flags, &path, ev.tgid) {
+                self.condemned.push((c.id, path));
+            }
+        }
         let (verdict, details) = self.judge(&ev);
         if verdict != Verdict::Benign {
             self.stats.alerts += 1;
@@ -204,7 +213,12 @@ impl Pipeline {
         };
         let own = self.learn_pid_ns(container.as_ref(), kev.pid_ns());
         let kev = kev.with_learned_pid_ns(own);
-        self.condemned_seen |= decoded.raw.flags & flags::CONDEMNED != 0;
+        if decoded.raw.flags & flags::CONDEMNED != 0 {
+            self.condemned_seen = true;
+            if let Some(c) = &container {
+                self.condemned.push((c.id.clone(), decoded.cgroup_path.clone()));
+            }
+        }
         if decoded.raw.flags & flags::KILLED != 0
             && dcea_common::Guard::from_flags(decoded.raw.flags) == Some(dcea_common::Guard::PtraceOutside)
         {
