@@ -353,11 +353,14 @@ fn benign_container_work_runs_normally_under_enforce() {
 fn a_condemned_container_stays_condemned_across_restarts_until_released() {
     let Some(mut e) = Enforcing::start("a_condemned_container_stays_condemned", &[]) else { return };
     let host = Restore::new("/proc/sys/kernel/core_pattern");
-    let c = Container::run(
-        &["--privileged"],
-        &["sh", "-c", "f=/proc/sys/kernel/core_pattern; cat $f > /tmp/v && cat /tmp/v > $f; sleep 30"],
-    );
-    assert_eq!(c.wait(), KILLED, "{}", c.logs());
+    // The container's own command is harmless; a `docker exec` into it does the deed.
+    let c = Container::run(&["--privileged"], &["sleep", "60"]);
+    let exec = Command::new("docker")
+        .args(["exec", &c.id, "sh", "-c", "f=/proc/sys/kernel/core_pattern; cat $f > /tmp/v && cat /tmp/v > $f"])
+        .output()
+        .unwrap();
+    assert_eq!(exec.status.code(), Some(KILLED), "{exec:?}");
+    assert_eq!(c.wait(), KILLED, "the whole container is killed: {}", c.logs());
     assert!(host.unchanged());
     assert_killed_at_hook(&e.alert(&c.id, "Kernel core_pattern written"), "core-pattern");
     let state = e.state.path().to_path_buf();
@@ -370,7 +373,7 @@ fn a_condemned_container_stays_condemned_across_restarts_until_released() {
         "{}",
         again.stderr_lines.join("\n")
     );
-    // Started again with a harmless command, the container is killed within a sync.
+    // Started again, its harmless command is killed within a sync.
     let restarted = Command::new("docker").args(["start", &c.id]).output().unwrap();
     assert!(restarted.status.success(), "{}", String::from_utf8_lossy(&restarted.stderr));
     let code = c.wait();
