@@ -98,6 +98,95 @@ fn container_opens(rounds: u32, count: u64) -> Option<(Rounds, String)> {
     Some((out, summary))
 }
 
+fn epoch_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// --enforce on a real technique, `n` times: a `docker exec` into a running container opens
+/// core_pattern for writing. Per round, from the kernel hook (the alert's evt.rawtime): to the
+/// alert line read here, and to the whole container gone (`docker wait` returning). Sorted ms.
+fn kill_container_latency(n: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    if !dcea_tests::docker::available("bench: kill-container latency") {
+        return None;
+    }
+    let state = tempfile::tempdir().ok()?;
+    let mut monitor = Monitor::start(&["--enforce", "--state-dir", state.path().to_str()?]);
+    let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").ok()?;
+    let (mut to_alert, mut to_gone) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let c = dcea_tests::docker::Container::run(&["--privileged"], &["sleep", "60"]);
+        let id = c.id.clone();
+        let waiter = std::thread::spawn(move || {
+            let _ = Command::new("docker").args(["wait", &id]).output();
+            epoch_ns()
+        });
+        // Writes the current value back: were the guard to fail, the host setting is unchanged.
+        let _ = Command::new("docker")
+            .args(["exec", &c.id, "sh", "-c", "f=/proc/sys/kernel/core_pattern; cat $f > /tmp/v && cat /tmp/v > $f"])
+            .output();
+        let (alert, _) = monitor.wait_for(Duration::from_secs(5), |a| {
+            a.rule() == "Kernel core_pattern written" && a.field("container.id") == c.id.as_str()
+        });
+        let read_at = epoch_ns();
+        let gone = waiter.join().unwrap_or(0);
+        let Some(hook) = alert.and_then(|a| a.field("evt.rawtime").as_u64()) else { continue };
+        to_alert.push(read_at.saturating_sub(hook) as f64 / 1e6);
+        to_gone.push(gone.saturating_sub(hook) as f64 / 1e6);
+    }
+    monitor.stop();
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").ok()?, before, "core_pattern changed");
+    to_alert.sort_by(f64::total_cmp);
+    to_gone.sort_by(f64::total_cmp);
+    Some((to_alert, to_gone))
+}
+
+/// The container open loop under a monitor without and with --enforce (nothing condemned, no
+/// guard firing: the check's cost on the hot path), seconds per `count` opens, per round.
+fn enforce_hot_path(rounds: u32, count: u64) -> Option<Rounds> {
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        let monitor = Monitor::start(&[]);
+        let plain = container_opens_secs(count)?;
+        monitor.stop();
+        let state = tempfile::tempdir().ok()?;
+        let monitor = Monitor::start(&["--enforce", "--state-dir", state.path().to_str()?]);
+        let enforcing = container_opens_secs(count)?;
+        monitor.stop();
+        out.push((plain, enforcing));
+    }
+    Some(out)
+}
+
+/// The --enforce rows of the table.
+fn enforcement_rows(kills: usize, rounds: u32) {
+    eprintln!("bench: --enforce, {kills} kill-container rounds and {rounds} hot-path rounds");
+    match kill_container_latency(kills) {
+        Some((alert, gone)) => println!(
+            "| --enforce kill-container (core_pattern write by docker exec, n={}): hook → alert, hook → container gone | alert median {:.2} ms, p99 {:.2} ms; container gone median {:.1} ms, max {:.1} ms | the process dies at the hook |",
+            gone.len(),
+            percentile(&alert, 0.5),
+            percentile(&alert, 0.99),
+            percentile(&gone, 0.5),
+            gone.last().copied().unwrap_or(f64::NAN)
+        ),
+        None => println!("| --enforce kill-container | SKIP: no Docker engine | |"),
+    }
+    match enforce_hot_path(rounds, 300_000) {
+        Some(r) => {
+            let plain = r.iter().map(|r| r.0).sum::<f64>() / r.len() as f64;
+            let enforcing = r.iter().map(|r| r.1).sum::<f64>() / r.len() as f64;
+            println!(
+                "| container open+close loop, 300,000 × /etc/hostname, monitor vs monitor --enforce | {:.0}/s vs {:.0}/s: {:+.1}% runtime | inside the hot-path peer ratio |",
+                3e5 / plain,
+                3e5 / enforcing,
+                (enforcing - plain) / plain * 100.0
+            );
+            eprintln!("bench: enforce hot path rounds (plain, enforce) s: {r:?}");
+        }
+        None => println!("| --enforce hot path | SKIP: no Docker engine | |"),
+    }
+}
+
 fn synthetic_record(i: u64) -> Vec<u8> {
     // SAFETY: plain data; all-zero is valid.
     let mut ev: Event = unsafe { std::mem::zeroed() };
@@ -225,6 +314,10 @@ fn main() {
         }
         return;
     }
+    if std::env::var("DCEA_BENCH").as_deref() == Ok("enforce") {
+        enforcement_rows(20, 3);
+        return;
+    }
     if std::env::var("DCEA_BENCH").as_deref() == Ok("footprint") {
         footprint();
         return;
@@ -289,6 +382,7 @@ fn main() {
         }
         None => println!("| container open+close loop | SKIP: no Docker engine | ≤ 10% |"),
     }
+    enforcement_rows(20, 3);
     eprintln!("bench: rounds ns(off,on) {ns:?} fork+exec(off,on) {fe:?}");
     eprintln!("bench: done in {:.1} s", (monotonic_ns() - t0) as f64 / 1e9);
 }
