@@ -145,3 +145,13 @@ pub fn unique_name(prefix: &str) -> String {
 pub fn helper_open_loop(file: &str, count: u64) -> Option<(f64, String)> {
     crate::bench::loops::helper_in_container(&[], &["open-loop", file, &count.to_string()])
 }
+
+/// Docker options that let a container run dcea-test-helper (a host binary) with the host's
+/// shared libraries, read-only, at /dcea-test-helper.
+pub fn helper_mounts() -> Vec<String> {
+    ["/usr:/usr:ro", "/lib:/lib:ro", "/lib64:/lib64:ro"]
+        .iter()
+        .flat_map(|m| ["-v".to_string(), m.to_string()])
+        .chain(["-v".to_string(), format!("{}:/dcea-test-helper:ro", crate::helper_bin().display())])
+        .collect()
+}

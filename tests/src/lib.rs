@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub mod bench;
 pub mod containerd;
+pub mod disk;
 pub mod docker;
 pub mod k8s;
 pub mod skip;

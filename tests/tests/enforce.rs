@@ -12,8 +12,9 @@ use std::{
 
 use dcea_tests::{
     HostAnchor, Monitor, Received,
-    docker::{self, Container},
-    helper_bin, require_root,
+    disk::LoopDisk,
+    docker::{self, Container, helper_mounts},
+    require_root,
 };
 
 /// SIGKILL's exit status as `docker wait` reports it.
@@ -52,16 +53,6 @@ fn assert_killed_at_hook(alert: &Received, guard: &str) {
     assert_eq!(alert.field("dcea.action"), "kill-container", "{}", alert.raw);
     assert_eq!(alert.field("dcea.guard"), guard, "{}", alert.raw);
     assert_eq!(alert.field("dcea.enforced_at"), "kernel hook", "{}", alert.raw);
-}
-
-/// Docker options that let the container run dcea-test-helper with the host's libraries.
-fn helper_mounts() -> Vec<String> {
-    let helper = helper_bin();
-    ["/usr:/usr:ro", "/lib:/lib:ro", "/lib64:/lib64:ro"]
-        .iter()
-        .flat_map(|m| ["-v".to_string(), m.to_string()])
-        .chain(["-v".to_string(), format!("{}:/dcea-test-helper:ro", helper.display())])
-        .collect()
 }
 
 fn args(v: &[String]) -> Vec<&str> {
@@ -186,41 +177,13 @@ fn docker_socket_connect_is_killed_and_no_container_is_created() {
     assert_killed_at_hook(&e.alert(&c.id, "Container runtime socket connected from a container"), "runtime-socket");
 }
 
-/// A loop device backed by an ext4 image holding `secret.txt`, detached when dropped.
-struct LoopDisk {
-    dev: String,
-    _dir: tempfile::TempDir,
-}
-
 const SECRET: &str = "dcea-secret-on-the-host-disk";
-
-impl LoopDisk {
-    fn with_secret() -> LoopDisk {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let content = dir.path().join("content");
-        fs::create_dir(&content).unwrap();
-        fs::write(content.join("secret.txt"), SECRET).unwrap();
-        let img = dir.path().join("disk.img");
-        fs::write(&img, vec![0u8; 16 << 20]).unwrap();
-        let st = Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(&content).arg(&img).status().unwrap();
-        assert!(st.success(), "mkfs.ext4 -d failed");
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(&img).output().unwrap();
-        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
-        LoopDisk { dev: String::from_utf8_lossy(&out.stdout).trim().to_string(), _dir: dir }
-    }
-}
-
-impl Drop for LoopDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
 
 #[test]
 fn host_disk_mount_is_killed_and_the_condemned_container_runs_nothing_more() {
     let Some(mut e) = Enforcing::start("host_disk_mount_is_killed", &[]) else { return };
-    let disk = LoopDisk::with_secret();
-    let device = format!("{}:/dev/hostdisk", disk.dev);
+    let disk = LoopDisk::with_files(&[("secret.txt", SECRET)]);
+    let device = disk.device_option();
     let mut opts = helper_mounts();
     opts.extend(["--privileged".to_string(), "--device".to_string(), device]);
     // The mount runs in a child shell; the parent goes on to read the disk with a new
@@ -258,8 +221,8 @@ fn chroot_into_a_host_disk_is_killed_before_the_shell_inside_runs() {
     ) else {
         return;
     };
-    let disk = LoopDisk::with_secret();
-    let device = format!("{}:/dev/hostdisk", disk.dev);
+    let disk = LoopDisk::with_files(&[("secret.txt", SECRET)]);
+    let device = disk.device_option();
     let c = Container::run(
         &["--privileged", "--device", &device],
         &[

@@ -6,7 +6,8 @@ use std::{fs, path::PathBuf, process::Command, time::Duration};
 
 use dcea_tests::{
     HostAnchor, Monitor, Received,
-    docker::{self, Container, IMAGE},
+    disk::LoopDisk,
+    docker::{self, Container, IMAGE, helper_mounts},
     helper_bin, require_root,
 };
 
@@ -101,22 +102,6 @@ fn assert_rule(rule: &str, positive: &(String, Vec<Received>), negative: &(Strin
     );
 }
 
-/// Docker options that let the container run dcea-test-helper (a host binary) with the
-/// host's shared libraries, read-only.
-fn helper_mounts() -> Vec<String> {
-    let helper = helper_bin();
-    vec![
-        "-v".into(),
-        "/usr:/usr:ro".into(),
-        "-v".into(),
-        "/lib:/lib:ro".into(),
-        "-v".into(),
-        "/lib64:/lib64:ro".into(),
-        "-v".into(),
-        format!("{}:/dcea-test-helper:ro", helper.display()),
-    ]
-}
-
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -196,37 +181,12 @@ fn device_node_created_in_a_container() {
     assert_rule(RULE, &pos, &neg);
 }
 
-/// A loop device backed by a fresh ext4 image, detached when dropped.
-struct LoopDisk {
-    dev: String,
-    _dir: tempfile::TempDir,
-}
-
-impl LoopDisk {
-    fn new() -> LoopDisk {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let img = dir.path().join("disk.img");
-        fs::write(&img, vec![0u8; 16 << 20]).expect("image");
-        let st = Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img).status().expect("mkfs.ext4");
-        assert!(st.success(), "mkfs.ext4 failed");
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(&img).output().expect("losetup");
-        assert!(out.status.success(), "losetup: {}", String::from_utf8_lossy(&out.stderr));
-        LoopDisk { dev: String::from_utf8_lossy(&out.stdout).trim().to_string(), _dir: dir }
-    }
-}
-
-impl Drop for LoopDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
-
 #[test]
 fn host_block_device_mounted_in_a_container() {
     let Some(mut s) = Scenario::start("host_block_device_mounted_in_a_container") else { return };
     const RULE: &str = "Host block device mounted in a container";
     let disk = LoopDisk::new();
-    let device = format!("{}:/dev/hostdisk", disk.dev);
+    let device = disk.device_option();
     let pos = s.run(&["--privileged", "--device", &device], "mount /dev/hostdisk /mnt && umount /mnt", RULE);
     s.repeat(&["--privileged", "--device", &device], "mount /dev/hostdisk /mnt && umount /mnt", RULE);
     let neg = s.run(&["--privileged"], "mount -t tmpfs scratch /mnt && umount /mnt", RULE);
@@ -266,7 +226,7 @@ fn chroot_into_a_host_filesystem_from_a_container() {
     let Some(mut s) = Scenario::start("chroot_into_a_host_filesystem_from_a_container") else { return };
     const RULE: &str = "Chroot into a host filesystem from a container";
     let disk = LoopDisk::new();
-    let device = format!("{}:/dev/hostdisk", disk.dev);
+    let device = disk.device_option();
     // Short-lived on purpose: the new root's device comes from the kernel at syscall exit,
     // not from /proc after the fact.
     let pos = s.run(&["--privileged", "--device", &device], CHROOT_INTO_HOST_DISK, RULE);

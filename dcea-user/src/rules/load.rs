@@ -547,27 +547,32 @@ impl Store {
     }
 
     fn action_of(&mut self, file: u16, node: &Node) -> Option<Action> {
-        let action = node.as_str().and_then(Action::parse);
-        if action.is_none() {
-            let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
-            self.error(
-                Span::At { file, pos: node.pos },
-                format!("invalid action `{}`: one of {}", node.as_str().unwrap_or(node.kind_name()), names.join(", ")),
-            );
-        }
-        action
+        let names: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+        self.one_of(file, node, "action", &names, Action::parse)
     }
 
     fn guard_of(&mut self, file: u16, node: &Node) -> Option<Guard> {
-        let guard = node.as_str().and_then(Guard::from_name);
-        if guard.is_none() {
-            let names: Vec<&str> = Guard::ALL.iter().map(|g| g.name()).collect();
+        let names: Vec<&str> = Guard::ALL.iter().map(|g| g.name()).collect();
+        self.one_of(file, node, "guard", &names, Guard::from_name)
+    }
+
+    /// A string value that must be one of `names`, parsed by `parse`; else a positioned error.
+    fn one_of<T>(
+        &mut self,
+        file: u16,
+        node: &Node,
+        key: &str,
+        names: &[&str],
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let value = node.as_str().and_then(parse);
+        if value.is_none() {
             self.error(
                 Span::At { file, pos: node.pos },
-                format!("invalid guard `{}`: one of {}", node.as_str().unwrap_or(node.kind_name()), names.join(", ")),
+                format!("invalid {key} `{}`: one of {}", node.as_str().unwrap_or(node.kind_name()), names.join(", ")),
             );
         }
-        guard
+        value
     }
 
     fn priority_of(&mut self, file: u16, node: &Node) -> Option<Priority> {
