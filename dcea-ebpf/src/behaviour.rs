@@ -18,8 +18,8 @@ use dcea_common::{
 };
 
 use crate::{
-    DCEA_EVENTS, DCEA_PRIORITY, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
-    guard::{enforce, kill_if_condemned},
+    DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
+    guard::{code, enforce, enforce_guard, kill_if_condemned},
     task::{
         FileInfo, Task, config, dentry_name, dentry_sb_dev_magic, nonzero, path_components, read_name_words, read_str,
         read_user_str,
@@ -97,8 +97,8 @@ fn current_container_task() -> Option<(Task, TaskSnapshot)> {
 
 /// Fill the common part of a behaviour record, let `fill` add the hook's strings, submit.
 /// `wake`: the agent is woken at once (everything but execs, which it drains every 20 ms).
-/// A record whose task was killed at the hook ([`enforce`], already applied: a full ring must
-/// not save the attacker) goes to the priority channel, which a flood cannot fill.
+/// A guard's action was taken before this ([`enforce`]): a full ring loses the record, never
+/// the kill. A killed task's record wakes the agent, which finishes off its container.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn emit<F: FnOnce(&mut Behaviour)>(
@@ -111,10 +111,8 @@ fn emit<F: FnOnce(&mut Behaviour)>(
     wake: bool,
     fill: F,
 ) {
-    let killed = extra_flags & flags::KILLED != 0;
-    let reserved = if killed { DCEA_PRIORITY.reserve::<Behaviour>(0) } else { DCEA_EVENTS.reserve::<Behaviour>(0) };
-    let Some(mut entry) = reserved else {
-        count(if killed { stats::PRIORITY_RINGBUF_FULL } else { stats::RINGBUF_FULL });
+    let Some(mut entry) = DCEA_EVENTS.reserve::<Behaviour>(0) else {
+        count(stats::RINGBUF_FULL);
         return;
     };
     // SAFETY: a reserved record of size_of::<Behaviour>() bytes; every field is written (no
@@ -141,7 +139,7 @@ fn emit<F: FnOnce(&mut Behaviour)>(
         }
         fill(ev);
     }
-    entry.submit(crate::wakeup_flags(wake || killed));
+    entry.submit(crate::wakeup_flags(wake || extra_flags & flags::KILLED != 0));
     count(stats::EMITTED);
     count(stats::BEHAVIOURS);
 }
@@ -228,6 +226,24 @@ const BINFMTFS_MAGIC: u64 = 0x4249_4e4d;
 const DEV: (u64, u64) = name_words(b"dev");
 const FS_ROOT: (u64, u64) = name_words(b"/");
 
+/// 1 when `a == b`, else 0, without a branch.
+#[inline(always)]
+fn same(a: u64, b: u64) -> u64 {
+    1 - nonzero(a ^ b)
+}
+
+/// 1 when `words` is in `table`, else 0, without a branch (a guard's input: see guard.rs).
+#[inline(always)]
+fn in_table_bit<const N: usize>(words: (u64, u64), table: &[(u64, u64); N]) -> u64 {
+    let mut hit = 0;
+    let mut i = 0;
+    while i < N {
+        hit |= same(words.0, table[i].0) & same(words.1, table[i].1);
+        i += 1;
+    }
+    hit
+}
+
 #[inline(always)]
 fn in_table<const N: usize>(words: (u64, u64), table: &[(u64, u64); N]) -> bool {
     let mut hit = false;
@@ -267,35 +283,24 @@ fn open_is_interesting(info: &FileInfo) -> bool {
     (dir == DEV || dir == FS_ROOT) && read_name_words(dentry_name(info.parent_dir())) == DEV && created(info) != 0
 }
 
-/// The guard a write-mode open of a kernel control file matches (release_agent, core_pattern,
-/// the program-running knobs, binfmt_misc).
+/// The guard code (see guard.rs) of a write-mode open of a kernel control file:
+/// release_agent, core_pattern, the program-running knobs, binfmt_misc. Branch-free.
 #[inline(always)]
-fn open_guard(info: &FileInfo) -> Option<Guard> {
+fn open_guard(info: &FileInfo) -> u32 {
     let m = info.s_magic;
-    let kernel_fs = m == PROC_SUPER_MAGIC || m == SYSFS_MAGIC;
-    if !(kernel_fs || m == CGROUP_SUPER_MAGIC || m == BINFMTFS_MAGIC) || info.f_mode() & FMODE_WRITE == 0 {
-        return None;
-    }
-    if m == BINFMTFS_MAGIC {
-        return Some(Guard::BinfmtRegister);
-    }
+    let write = nonzero((info.f_mode() & FMODE_WRITE) as u64);
     let name = read_name_words(info.name);
-    if m == CGROUP_SUPER_MAGIC {
-        return if in_table(name, &CGROUP_ESCAPE_NAMES) { Some(Guard::ReleaseAgent) } else { None };
-    }
-    if m == PROC_SUPER_MAGIC && name == CORE_PATTERN {
-        return Some(Guard::CorePattern);
-    }
-    if in_table(name, &KERNEL_CONTROL_NAMES) { Some(Guard::KernelControl) } else { None }
-}
-
-/// The record flags of a guard matched by the current task, after its action ran.
-#[inline(always)]
-fn guarded(guard: Option<Guard>) -> u32 {
-    match guard {
-        Some(g) => enforce(g),
-        None => 0,
-    }
+    let proc_fs = same(m, PROC_SUPER_MAGIC);
+    let kernel_fs = proc_fs | same(m, SYSFS_MAGIC);
+    let release = same(m, CGROUP_SUPER_MAGIC) & in_table_bit(name, &CGROUP_ESCAPE_NAMES);
+    let core = proc_fs & same(name.0, CORE_PATTERN.0) & same(name.1, CORE_PATTERN.1);
+    let knob = kernel_fs & in_table_bit(name, &KERNEL_CONTROL_NAMES);
+    let binfmt = same(m, BINFMTFS_MAGIC);
+    (write as u32)
+        * (code(Guard::BinfmtRegister, binfmt as u32)
+            | code(Guard::ReleaseAgent, release as u32)
+            | code(Guard::CorePattern, core as u32)
+            | code(Guard::KernelControl, knob as u32))
 }
 
 /// 1 when the open created the file (`FMODE_CREATED`; never on kernels without the flag).
@@ -341,7 +346,7 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
     let open_flags = info.f_flags() as u64 | (created * O_CREAT);
     let args = [open_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
     let record_flags =
-        (created as u32 * flags::FILE_CREATED) | (host_fs as u32 * flags::HOST_FS_PATH) | guarded(open_guard(&info));
+        (created as u32 * flags::FILE_CREATED) | (host_fs as u32 * flags::HOST_FS_PATH) | enforce(open_guard(&info));
     emit(hook, task, &snap, ret, args, record_flags, true, |ev| {
         ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, host_fs ^ 1, &mut ev.file);
     });
@@ -436,9 +441,9 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
         read_user_str(addr + 2, &mut path[..SUN_PATH_LEN]);
     }
     path[SUN_PATH_LEN] = 0;
-    let runtime_socket = in_table(socket_file_name(path, addr + 2), &RUNTIME_SOCKET_NAMES);
-    let guard = guarded(if runtime_socket { Some(Guard::RuntimeSocket) } else { None });
-    emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | guard, runtime_socket, |ev| {
+    let runtime_socket = in_table_bit(socket_file_name(path, addr + 2), &RUNTIME_SOCKET_NAMES);
+    let guard = enforce(code(Guard::RuntimeSocket, runtime_socket as u32));
+    emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | guard, runtime_socket != 0, |ev| {
         // SAFETY: SUN_PATH_LEN + 1 bytes of the per-CPU buffer into ev.path (PATH_LEN bytes).
         unsafe {
             generated::bpf_probe_read_kernel(
@@ -457,7 +462,7 @@ pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let (len, params) = (syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
-    let guard = enforce(Guard::ModuleLoad);
+    let guard = enforce_guard(Guard::ModuleLoad);
     emit(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(params, &mut ev.arg);
     });
@@ -473,7 +478,7 @@ pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
     let file = task.fd_file(fd as u32);
     let info = FileInfo::read(file);
     let args = [module_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
-    let guard = enforce(Guard::ModuleLoad);
+    let guard = enforce_guard(Guard::ModuleLoad);
     emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(params, &mut ev.arg);
         ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, 1, &mut ev.file);
@@ -515,7 +520,7 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let target = syscall_arg(&ctx, 1);
-    let guard = guarded(if ptrace_target_outside(&snap, target as u32) { Some(Guard::PtraceOutside) } else { None });
+    let guard = enforce(code(Guard::PtraceOutside, ptrace_target_outside(&snap, target as u32) as u32));
     emit(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT | guard, true, |_| {});
     0
 }
@@ -547,7 +552,7 @@ fn on_mknod(hook: Hook, path: u64, mode: u64, dev: u64) {
     let Some((task, snap)) = current_container_task() else {
         return;
     };
-    let guard = enforce(Guard::DeviceNode);
+    let guard = enforce_guard(Guard::DeviceNode);
     emit(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(path, &mut ev.path);
     });
@@ -606,7 +611,7 @@ fn on_new_root(hook: Hook, ctx: &TracePointContext) {
     let (s_dev, s_magic) = dentry_sb_dev_magic(dentry);
     // A block-device filesystem (major != 0 in the kernel's major << 20 encoding); container
     // roots are overlay or tmpfs.
-    let guard = guarded(if s_dev >> 20 != 0 { Some(Guard::HostRoot) } else { None });
+    let guard = enforce(code(Guard::HostRoot, nonzero((s_dev >> 20) as u64) as u32));
     emit(hook, task, &snap, ret, [0, 0, s_dev as u64, s_magic], guard, true, |ev| {
         ev.flags |= flags::FILE_TRUNCATED * path_components(vfsmount, dentry, 1, &mut ev.file);
     });
@@ -683,15 +688,12 @@ const MS_REMOUNT: u64 = 32;
 const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
 
-/// The guard a mount matches: a host disk (a /dev source, a filesystem with a device) or a
-/// kernel pseudo-filesystem (procfs only from the host's PID namespace: a container's own
-/// procfs shows only its processes).
+/// The guard code a mount matches: a host disk (a /dev source, a filesystem with a device) or
+/// a kernel pseudo-filesystem (procfs only from the host's PID namespace: a container's own
+/// procfs shows only its processes). Branch-free past the buffer lookup.
 #[inline(always)]
-fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) -> Option<Guard> {
-    if mount_flags & MS_REMOUNT != 0 {
-        return None;
-    }
-    let buf = DCEA_SCRATCH.get_ptr_mut(0)?;
+fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) -> u32 {
+    let Some(buf) = DCEA_SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: per-CPU slot, used only within this program run; two 16-byte strings.
     let buf = unsafe { &mut *buf };
     read_user_str(fstype, &mut buf[..16]);
@@ -701,20 +703,21 @@ fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) 
     };
     let fs = words_up_to_nul(word(0), word(8));
     let src = words_up_to_nul(word(16), word(24));
-    if in_table(fs, &PSEUDO_FS_TYPES) || (fs == PROC_FS && in_container_pid_ns(snap) == 0) {
-        return Some(Guard::PseudoFsMount);
-    }
-    let mut scratch_dev = false;
+    let host_pid_ns = 1 - in_container_pid_ns(snap) as u64;
+    let pseudo = in_table_bit(fs, &PSEUDO_FS_TYPES) | (same(fs.0, PROC_FS.0) & same(fs.1, PROC_FS.1) & host_pid_ns);
+    let mut scratch_dev = 0;
     let mut i = 0;
     while i < DEV_SCRATCH_PREFIXES.len() {
-        scratch_dev |= src.0 == DEV_SCRATCH_PREFIXES[i];
+        scratch_dev |= same(src.0, DEV_SCRATCH_PREFIXES[i]);
         i += 1;
     }
-    let disk = src.0 & 0xff_ffff_ffff == DEV_PREFIX
-        && !scratch_dev
-        && !in_table(fs, &VIRTUAL_FS_TYPES)
-        && mount_flags & (MS_BIND | MS_MOVE) == 0;
-    if disk { Some(Guard::HostDiskMount) } else { None }
+    let disk = same(src.0 & 0xff_ffff_ffff, DEV_PREFIX)
+        & (1 - scratch_dev)
+        & (1 - in_table_bit(fs, &VIRTUAL_FS_TYPES))
+        & (1 - nonzero(mount_flags & (MS_BIND | MS_MOVE)))
+        & (1 - pseudo);
+    let not_remount = 1 - nonzero(mount_flags & MS_REMOUNT);
+    (not_remount as u32) * (code(Guard::PseudoFsMount, pseudo as u32) | code(Guard::HostDiskMount, disk as u32))
 }
 
 /// mount(source, target, fstype, flags, data) by a container task.
@@ -725,7 +728,7 @@ pub fn on_mount_enter(ctx: &TracePointContext) {
     };
     let (source, target, fstype, mount_flags) =
         (syscall_arg(ctx, 0), syscall_arg(ctx, 1), syscall_arg(ctx, 2), syscall_arg(ctx, 3));
-    let guard = guarded(mount_guard(&snap, source, fstype, mount_flags));
+    let guard = enforce(mount_guard(&snap, source, fstype, mount_flags));
     emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(target, &mut ev.path);
         read_user_str(source, &mut ev.arg);

@@ -3,11 +3,16 @@
 //! syscall returns, or that and condemn its container, whose every task is then killed at its
 //! next hooked event. With `--enforce` off the whole path is a load-time constant the verifier
 //! drops.
+//!
+//! Guards travel as codes (0: none, else the guard + 1) computed without branches, and pass
+//! through [`opaque`] before and after the action: the 5.10 and 6.1 verifiers keep one state
+//! per constant a branch leaves in a register, and would otherwise verify the whole record
+//! emission once per guard and once per outcome.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_ns, bpf_send_signal},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_send_signal},
     macros::map,
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use dcea_common::{GUARDS, Guard, TASK_CONTAINER_CGROUP, action, flags, runtime, stats};
 
@@ -22,31 +27,64 @@ static DCEA_GUARDS: Array<u32> = Array::with_max_entries(GUARDS as u32, 0);
 static DCEA_CONDEMNED: HashMap<u64, u64> = HashMap::with_max_entries(CONDEMNED_MAX, 0);
 const CONDEMNED_MAX: u32 = 4096;
 
+/// One per-CPU word that values pass through to become unknown to the verifier.
+#[map]
+static DCEA_OPAQUE: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// The root cgroup's id: on a host whose containers are not placed in the cgroup v2 tree, every
 /// task reports it. Condemning it would kill the host.
 const ROOT_CGROUP_ID: u64 = 1;
 
-/// Apply the agent's action for `guard` to the current task; the record flags that say what
-/// was done (the guard itself, [`flags::KILLED`], [`flags::CONDEMNED`]).
+/// `v`, as a value the verifier knows nothing about (a map value is never tracked): the paths
+/// that computed different constants merge here.
 #[inline(always)]
-pub fn enforce(guard: Guard) -> u32 {
-    let mut fl = guard.flag();
+pub fn opaque(v: u32) -> u32 {
+    match DCEA_OPAQUE.get_ptr_mut(0) {
+        Some(slot) => {
+            // SAFETY: per-CPU slot, used only within this call on this CPU.
+            unsafe {
+                core::ptr::write_volatile(slot, v);
+                core::ptr::read_volatile(slot)
+            }
+        }
+        None => v,
+    }
+}
+
+/// The code of `guard` when `matched` is 1, else 0 (no guard), without a branch.
+#[inline(always)]
+pub fn code(guard: Guard, matched: u32) -> u32 {
+    (guard as u32 + 1) * matched
+}
+
+/// Apply the agent's action for guard `code` (see [`code`]) to the current task; the record
+/// flags that say what was done (the guard itself, [`flags::KILLED`], [`flags::CONDEMNED`]).
+#[inline(always)]
+pub fn enforce(code: u32) -> u32 {
+    let code = opaque(code);
+    let mut fl = (code << flags::GUARD_SHIFT) & flags::GUARD_MASK;
     if config!(enforce) == 0 {
         return fl;
     }
-    let act = DCEA_GUARDS.get(guard as u32).copied().unwrap_or(action::ALERT);
-    if act == action::ALERT {
-        return fl;
+    // Code 0 looks up index u32::MAX: no entry, no action.
+    let act = DCEA_GUARDS.get(code.wrapping_sub(1)).copied().unwrap_or(action::ALERT);
+    if act != action::ALERT {
+        // SAFETY: a helper on the current task.
+        if unsafe { bpf_send_signal(SIGKILL) } == 0 {
+            fl |= flags::KILLED;
+            count(stats::KILLED);
+        }
+        if act == action::KILL_CONTAINER {
+            fl |= condemn_current();
+        }
     }
-    // SAFETY: a helper on the current task.
-    if unsafe { bpf_send_signal(SIGKILL) } == 0 {
-        fl |= flags::KILLED;
-        count(stats::KILLED);
-    }
-    if act == action::KILL_CONTAINER {
-        fl |= condemn_current();
-    }
-    fl
+    opaque(fl)
+}
+
+/// [`enforce`] for a guard known at the call site (the only one a hook can match).
+#[inline(always)]
+pub fn enforce_guard(guard: Guard) -> u32 {
+    enforce(code(guard, 1))
 }
 
 /// Condemn the current task's cgroup: [`flags::CONDEMNED`] when it is now in the set. Only a
@@ -59,9 +97,9 @@ fn condemn_current() -> u32 {
     if cgroup <= ROOT_CGROUP_ID {
         return 0;
     }
-    // The verdict of the task's last exec (a cgroup walk here would cost every guarded
-    // hook thousands of verifier steps).
-    let pid = aya_ebpf::helpers::bpf_get_current_pid_tgid() as u32;
+    // The verdict of the task's last exec (a cgroup walk here would cost every guarded hook
+    // thousands of verifier steps).
+    let pid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: map value pointer valid for this program run.
     let named = DCEA_TASKS.get_ptr(pid).is_some_and(|s| unsafe { (*s).flags } & TASK_CONTAINER_CGROUP != 0);
     if !named {

@@ -257,7 +257,7 @@ fn emit(
                     urgent = true;
                 }
                 if entered & container != 0 && is_current {
-                    fl |= guard::enforce(Guard::HostNamespace);
+                    fl |= guard::enforce_guard(Guard::HostNamespace);
                 }
             }
         } else {
