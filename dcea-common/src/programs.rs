@@ -102,8 +102,28 @@ macro_rules! behaviour {
 }
 
 /// Behaviour hooks for the rules engine; optional (a kernel without openat2 still runs the
-/// rest). Mount and exec behaviours ride on the required mount and exec programs.
-pub const BEHAVIOUR: [ProgramSpec; 12] = behaviour![
+/// rest). The exec behaviour rides on the required exec program; the mount behaviour is a
+/// second program on sys_enter_mount ([`MOUNT_BEHAVIOUR`]).
+pub const BEHAVIOUR: [ProgramSpec; 13] = {
+    let named = BEHAVIOUR_BY_TRACEPOINT;
+    let mut all = [MOUNT_BEHAVIOUR; 13];
+    let mut i = 0;
+    while i < named.len() {
+        all[i] = named[i];
+        i += 1;
+    }
+    all
+};
+
+/// Mount behaviour and its guards, beside the tracked-point program of the same tracepoint.
+pub const MOUNT_BEHAVIOUR: ProgramSpec = ProgramSpec {
+    name: "mount_behaviour",
+    attach: Attach::TracePoint { category: "syscalls", name: "sys_enter_mount" },
+    capability: "behaviour rules",
+    required: false,
+};
+
+const BEHAVIOUR_BY_TRACEPOINT: [ProgramSpec; 12] = behaviour![
     "sys_exit_open",
     "sys_exit_openat",
     "sys_exit_openat2",

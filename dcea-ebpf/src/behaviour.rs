@@ -374,44 +374,82 @@ const AF_UNIX: u16 = 1;
 /// `sizeof(sockaddr_un.sun_path)`.
 const SUN_PATH_LEN: usize = 108;
 
-/// Socket file names of the container runtimes' APIs, wherever they are mounted (first 15
-/// bytes: `containerd.sock.ttrpc` and `cri-dockerd.sock` match by their prefix).
-const RUNTIME_SOCKET_NAMES: [(u64, u64); 7] = [
-    name_words(b"docker.sock"),
-    name_words(b"containerd.sock"),
-    name_words(b"crio.sock"),
-    name_words(b"podman.sock"),
-    name_words(b"dockershim.sock"),
-    name_words(b"cri-dockerd.sock"),
-    name_words(b"buildkitd.sock"),
-];
+/// How a socket path's last 16 bytes end when they end with a runtime's API socket file: the
+/// name at the end, and before it a `/` or the path's start (a zero byte). Masks over the two
+/// little-endian words of the window, built at compile time: the test is arithmetic only.
+#[derive(Clone, Copy)]
+struct SocketSuffix {
+    mask: (u64, u64),
+    value: (u64, u64),
+    /// The byte before the name (none when the name fills the window), and a `/` there.
+    separator: (u64, u64),
+    slash: (u64, u64),
+}
 
-/// The last component of the socket path `path` (a copy of the user's `sun_path` at `user`),
-/// as [`read_name_words`] words. Its bytes are read again from user memory at the found offset:
-/// an offset into user memory is a plain number to the verifier, so the scan's paths merge.
-#[inline(always)]
-fn socket_file_name(path: &[u8; dcea_common::CGROUP_NAME_LEN], user: u64) -> (u64, u64) {
-    let mut start = 0u64;
-    let mut i = 0usize;
-    while i < SUN_PATH_LEN {
-        let b = path[i];
-        if b == 0 {
-            break;
-        }
-        if b == b'/' {
-            start = i as u64 + 1;
-        }
+const fn socket_suffix(name: &[u8]) -> SocketSuffix {
+    let mut mask = [0u8; 16];
+    let mut value = [0u8; 16];
+    let mut separator = [0u8; 16];
+    let mut slash = [0u8; 16];
+    let len = if name.len() > 16 { 16 } else { name.len() };
+    let mut i = 0;
+    while i < len {
+        mask[16 - len + i] = 0xff;
+        value[16 - len + i] = name[name.len() - len + i];
         i += 1;
     }
-    let mut name = [0u8; 16];
-    read_user_str(user + start, &mut name);
-    let (lo, hi) = name.split_at(8);
-    let word = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-    words_up_to_nul(word(lo), word(hi))
+    if len < 16 {
+        separator[15 - len] = 0xff;
+        slash[15 - len] = b'/';
+    }
+    SocketSuffix {
+        mask: (le_word(&mask, 0), le_word(&mask, 8)),
+        value: (le_word(&value, 0), le_word(&value, 8)),
+        separator: (le_word(&separator, 0), le_word(&separator, 8)),
+        slash: (le_word(&slash, 0), le_word(&slash, 8)),
+    }
+}
+
+const fn le_word(b: &[u8; 16], o: usize) -> u64 {
+    u64::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7]])
+}
+
+/// The runtimes' API socket files, wherever they are mounted (`containerd.sock.ttrpc` is
+/// containerd's too).
+const RUNTIME_SOCKETS: [SocketSuffix; 8] = [
+    socket_suffix(b"docker.sock"),
+    socket_suffix(b"containerd.sock"),
+    socket_suffix(b"containerd.sock.ttrpc"),
+    socket_suffix(b"crio.sock"),
+    socket_suffix(b"podman.sock"),
+    socket_suffix(b"dockershim.sock"),
+    socket_suffix(b"cri-dockerd.sock"),
+    socket_suffix(b"buildkitd.sock"),
+];
+
+/// Where the copy of `sun_path` starts in the per-CPU buffer: 16 zero bytes before it make the
+/// 16 bytes before its NUL always readable, and a short path's start reads as a separator.
+const SUN_PATH_AT: usize = 16;
+
+/// 1 when the 16 bytes `(lo, hi)` before a socket path's NUL end with a runtime socket file
+/// name, else 0. Branch-free.
+#[inline(always)]
+fn is_runtime_socket(lo: u64, hi: u64) -> u64 {
+    let mut hit = 0;
+    let mut i = 0;
+    while i < RUNTIME_SOCKETS.len() {
+        let s = RUNTIME_SOCKETS[i];
+        let name = same(lo & s.mask.0, s.value.0) & same(hi & s.mask.1, s.value.1);
+        let (sl, sh) = (lo & s.separator.0, hi & s.separator.1);
+        let sep = (same(sl, s.slash.0) & same(sh, s.slash.1)) | (same(sl, 0) & same(sh, 0));
+        hit |= name & sep;
+        i += 1;
+    }
+    hit
 }
 
 /// connect(fd, addr, len) on a unix socket: the runtimes' control sockets live here. The path
-/// is read once, into the per-CPU buffer: the guard and the record judge the same bytes. Only
+/// is copied once into the per-CPU buffer; the guard and the record judge those bytes. Only
 /// a runtime socket wakes the agent; other unix connects wait for the drain.
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
@@ -426,14 +464,17 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     if family != AF_UNIX {
         return 0;
     }
-    let Some(path) = DCEA_SCRATCH.get_ptr_mut(0) else {
+    let Some(buf) = DCEA_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
     // SAFETY: per-CPU slot, used only within this program run.
-    let path = unsafe { &mut *path };
+    let buf = unsafe { &mut *buf };
+    // SAFETY: two aligned words of the buffer's 16-byte prefix.
+    unsafe { core::ptr::write_bytes(buf.as_mut_ptr(), 0, SUN_PATH_AT) };
+    let path = &mut buf[SUN_PATH_AT..SUN_PATH_AT + SUN_PATH_LEN + 1];
     // Raw bytes: an abstract socket's name starts with a NUL (userspace renders it '@'). A path
     // shorter than sun_path may end the readable memory: fall back to a string copy.
-    // SAFETY: the helpers write at most SUN_PATH_LEN < CGROUP_NAME_LEN bytes into `path`.
+    // SAFETY: the helpers write at most SUN_PATH_LEN bytes into `path`.
     let ret = unsafe {
         generated::bpf_probe_read_user(path.as_mut_ptr().cast(), SUN_PATH_LEN as u32, (addr + 2) as *const _)
     };
@@ -441,15 +482,30 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
         read_user_str(addr + 2, &mut path[..SUN_PATH_LEN]);
     }
     path[SUN_PATH_LEN] = 0;
-    let runtime_socket = in_table_bit(socket_file_name(path, addr + 2), &RUNTIME_SOCKET_NAMES);
-    let guard = enforce(code(Guard::RuntimeSocket, runtime_socket as u32));
+    // The string's length (its NUL included) places the window that ends at the NUL. The copy
+    // stops at the NUL, so the raw bytes after it (an abstract name) stay for the record.
+    // SAFETY: at most SUN_PATH_LEN bytes into `path`.
+    let copied = unsafe {
+        generated::bpf_probe_read_user_str(path.as_mut_ptr().cast(), SUN_PATH_LEN as u32, (addr + 2) as *const _)
+    };
+    // Branch-free min(copied - 1, SUN_PATH_LEN - 1), 0 for an error: a branch here would
+    // leave constants that split the rest of the program for the older verifiers.
+    let nul = (copied.max(1) as u64 - 1) & 0x7f;
+    let over = nul.wrapping_sub(SUN_PATH_LEN as u64 - 1);
+    let nul = (SUN_PATH_LEN as u64 - 1).wrapping_add(over & ((over as i64) >> 63) as u64);
+    let mut window = [0u64; 2];
+    // SAFETY: 16 bytes from buf[nul .. nul + 16], nul < SUN_PATH_LEN: inside the buffer.
+    unsafe { generated::bpf_probe_read_kernel(window.as_mut_ptr().cast(), 16, buf.as_ptr().add(nul as usize).cast()) };
+    // Laundered: the constants the comparisons leave would split the record's emission.
+    let runtime_socket = crate::guard::opaque(is_runtime_socket(window[0], window[1]) as u32) & 1;
+    let guard = enforce(code(Guard::RuntimeSocket, runtime_socket));
     emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | guard, runtime_socket != 0, |ev| {
         // SAFETY: SUN_PATH_LEN + 1 bytes of the per-CPU buffer into ev.path (PATH_LEN bytes).
         unsafe {
             generated::bpf_probe_read_kernel(
                 ev.path.as_mut_ptr().cast(),
                 SUN_PATH_LEN as u32 + 1,
-                (path as *const [u8; dcea_common::CGROUP_NAME_LEN]).cast(),
+                buf.as_ptr().add(SUN_PATH_AT).cast(),
             )
         };
     });
@@ -720,9 +776,16 @@ fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) 
     (not_remount as u32) * (code(Guard::PseudoFsMount, pseudo as u32) | code(Guard::HostDiskMount, disk as u32))
 }
 
-/// mount(source, target, fstype, flags, data) by a container task.
+/// mount(source, target, fstype, flags, data) by a container task (syscalls:sys_enter_mount,
+/// beside the tracked-point program of the same tracepoint).
+#[tracepoint]
+pub fn mount_behaviour(ctx: TracePointContext) -> u32 {
+    on_mount_enter(&ctx);
+    0
+}
+
 #[inline(always)]
-pub fn on_mount_enter(ctx: &TracePointContext) {
+fn on_mount_enter(ctx: &TracePointContext) {
     let Some((task, snap)) = current_container_task() else {
         return;
     };

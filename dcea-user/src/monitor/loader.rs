@@ -151,7 +151,7 @@ fn guard_statuses(actions: &crate::enforce::guards::GuardActions, programs: &[Pr
                     &["sys_exit_open", "sys_exit_openat", "sys_exit_openat2"]
                 }
                 Guard::RuntimeSocket => &["sys_enter_connect"],
-                Guard::HostDiskMount | Guard::PseudoFsMount => &["sys_enter_mount"],
+                Guard::HostDiskMount | Guard::PseudoFsMount => &["mount_behaviour"],
                 Guard::HostRoot => &["sys_exit_chroot", "sys_exit_pivot_root"],
                 Guard::PtraceOutside => &["sys_enter_ptrace"],
                 Guard::ModuleLoad => &["sys_enter_init_module", "sys_enter_finit_module"],
