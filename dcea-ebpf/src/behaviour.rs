@@ -19,7 +19,7 @@ use dcea_common::{
 
 use crate::{
     DCEA_EVENTS, DCEA_SCRATCH, DCEA_TASKS, count, current_ids,
-    guard::{code, enforce, enforce_guard, kill_if_condemned},
+    guard::{code, enforce, enforce_guard, kill_if_condemned, opaque},
     task::{
         FileInfo, Task, config, dentry_name, dentry_sb_dev_magic, nonzero, path_components, read_name_words, read_str,
         read_user_str,
@@ -232,7 +232,9 @@ fn same(a: u64, b: u64) -> u64 {
     1 - nonzero(a ^ b)
 }
 
-/// 1 when `words` is in `table`, else 0, without a branch (a guard's input: see guard.rs).
+/// 1 when `words` is in `table`, else 0, as a value the verifier does not know: LLVM turns the
+/// comparisons into branches, and the constants they leave must not split what follows (a
+/// guard's input: see guard.rs).
 #[inline(always)]
 fn in_table_bit<const N: usize>(words: (u64, u64), table: &[(u64, u64); N]) -> u64 {
     let mut hit = 0;
@@ -241,7 +243,7 @@ fn in_table_bit<const N: usize>(words: (u64, u64), table: &[(u64, u64); N]) -> u
         hit |= same(words.0, table[i].0) & same(words.1, table[i].1);
         i += 1;
     }
-    hit
+    (opaque(hit as u32) & 1) as u64
 }
 
 #[inline(always)]
@@ -497,7 +499,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     // SAFETY: 16 bytes from buf[nul .. nul + 16], nul < SUN_PATH_LEN: inside the buffer.
     unsafe { generated::bpf_probe_read_kernel(window.as_mut_ptr().cast(), 16, buf.as_ptr().add(nul as usize).cast()) };
     // Laundered: the constants the comparisons leave would split the record's emission.
-    let runtime_socket = crate::guard::opaque(is_runtime_socket(window[0], window[1]) as u32) & 1;
+    let runtime_socket = opaque(is_runtime_socket(window[0], window[1]) as u32) & 1;
     let guard = enforce(code(Guard::RuntimeSocket, runtime_socket));
     emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | guard, runtime_socket != 0, |ev| {
         // SAFETY: SUN_PATH_LEN + 1 bytes of the per-CPU buffer into ev.path (PATH_LEN bytes).
@@ -744,12 +746,15 @@ const MS_REMOUNT: u64 = 32;
 const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
 
-/// The guard code a mount matches: a host disk (a /dev source, a filesystem with a device) or
-/// a kernel pseudo-filesystem (procfs only from the host's PID namespace: a container's own
-/// procfs shows only its processes). Branch-free past the buffer lookup.
+/// The guard a mount matches: a host disk (a /dev source, a filesystem with a device) or a
+/// kernel pseudo-filesystem (procfs only from the host's PID namespace: a container's own
+/// procfs shows only its processes).
 #[inline(always)]
-fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) -> u32 {
-    let Some(buf) = DCEA_SCRATCH.get_ptr_mut(0) else { return 0 };
+fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) -> Option<Guard> {
+    if mount_flags & MS_REMOUNT != 0 {
+        return None;
+    }
+    let buf = DCEA_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU slot, used only within this program run; two 16-byte strings.
     let buf = unsafe { &mut *buf };
     read_user_str(fstype, &mut buf[..16]);
@@ -759,21 +764,20 @@ fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) 
     };
     let fs = words_up_to_nul(word(0), word(8));
     let src = words_up_to_nul(word(16), word(24));
-    let host_pid_ns = 1 - in_container_pid_ns(snap) as u64;
-    let pseudo = in_table_bit(fs, &PSEUDO_FS_TYPES) | (same(fs.0, PROC_FS.0) & same(fs.1, PROC_FS.1) & host_pid_ns);
-    let mut scratch_dev = 0;
+    if in_table(fs, &PSEUDO_FS_TYPES) || (fs == PROC_FS && in_container_pid_ns(snap) == 0) {
+        return Some(Guard::PseudoFsMount);
+    }
+    let mut scratch_dev = false;
     let mut i = 0;
     while i < DEV_SCRATCH_PREFIXES.len() {
-        scratch_dev |= same(src.0, DEV_SCRATCH_PREFIXES[i]);
+        scratch_dev |= src.0 == DEV_SCRATCH_PREFIXES[i];
         i += 1;
     }
-    let disk = same(src.0 & 0xff_ffff_ffff, DEV_PREFIX)
-        & (1 - scratch_dev)
-        & (1 - in_table_bit(fs, &VIRTUAL_FS_TYPES))
-        & (1 - nonzero(mount_flags & (MS_BIND | MS_MOVE)))
-        & (1 - pseudo);
-    let not_remount = 1 - nonzero(mount_flags & MS_REMOUNT);
-    (not_remount as u32) * (code(Guard::PseudoFsMount, pseudo as u32) | code(Guard::HostDiskMount, disk as u32))
+    let disk = src.0 & 0xff_ffff_ffff == DEV_PREFIX
+        && !scratch_dev
+        && !in_table(fs, &VIRTUAL_FS_TYPES)
+        && mount_flags & (MS_BIND | MS_MOVE) == 0;
+    if disk { Some(Guard::HostDiskMount) } else { None }
 }
 
 /// mount(source, target, fstype, flags, data) by a container task (syscalls:sys_enter_mount,
@@ -791,7 +795,10 @@ fn on_mount_enter(ctx: &TracePointContext) {
     };
     let (source, target, fstype, mount_flags) =
         (syscall_arg(ctx, 0), syscall_arg(ctx, 1), syscall_arg(ctx, 2), syscall_arg(ctx, 3));
-    let guard = enforce(mount_guard(&snap, source, fstype, mount_flags));
+    let guard = match mount_guard(&snap, source, fstype, mount_flags) {
+        Some(g) => enforce_guard(g),
+        None => 0,
+    };
     emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
         read_user_str(target, &mut ev.path);
         read_user_str(source, &mut ev.arg);
