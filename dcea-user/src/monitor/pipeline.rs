@@ -265,6 +265,8 @@ impl Pipeline {
             f.insert("proc.pid".into(), serde_json::json!(at.tgid));
             f.insert("evt.type".into(), serde_json::json!(kev.evt_type().name()));
             f.insert("dcea.detected_by".into(), serde_json::json!("ebpf"));
+            // When the hook ran (the escape alerts carry it too): what latency is measured from.
+            f.insert("evt.rawtime".into(), serde_json::json!(epoch_ns));
             self.stats.alerts += 1;
             out.push(alert);
         }
