@@ -113,6 +113,8 @@ fn kill_container_latency(n: usize) -> Option<(Vec<f64>, Vec<f64>)> {
     let mut monitor = Monitor::start(&["--enforce", "--state-dir", state.path().to_str()?]);
     let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").ok()?;
     let (mut to_alert, mut to_gone) = (Vec::new(), Vec::new());
+    // The reader stamps lines with CLOCK_MONOTONIC; the hook's time is wall clock.
+    let offset = epoch_ns() as i128 - monotonic_ns() as i128;
     for _ in 0..n {
         let c = dcea_tests::docker::Container::run(&["--privileged"], &["sleep", "60"]);
         let id = c.id.clone();
@@ -127,9 +129,10 @@ fn kill_container_latency(n: usize) -> Option<(Vec<f64>, Vec<f64>)> {
         let (alert, _) = monitor.wait_for(Duration::from_secs(5), |a| {
             a.rule() == "Kernel core_pattern written" && a.field("container.id") == c.id.as_str()
         });
-        let read_at = epoch_ns();
         let gone = waiter.join().unwrap_or(0);
-        let Some(hook) = alert.and_then(|a| a.field("evt.rawtime").as_u64()) else { continue };
+        let Some(alert) = alert else { continue };
+        let Some(hook) = alert.field("evt.rawtime").as_u64() else { continue };
+        let read_at = (alert.read_at_ns as i128 + offset) as u64;
         to_alert.push(read_at.saturating_sub(hook) as f64 / 1e6);
         to_gone.push(gone.saturating_sub(hook) as f64 / 1e6);
     }
