@@ -68,14 +68,6 @@ pub fn counter(ebpf: &aya::Ebpf, index: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// SIGKILL a process an after-the-fact action names (never pid 0 or 1).
-fn kill_process(tgid: u32) {
-    if tgid > 1 {
-        // SAFETY: kill(2) on a positive pid other than init.
-        unsafe { libc::kill(tgid as i32, libc::SIGKILL) };
-    }
-}
-
 impl Kernel {
     pub fn start(opts: &MonitorOptions, ctx: &AlertContext, rules: &crate::rules::RuleSet) -> Result<Kernel, Error> {
         let loader::Loaded { mut ebpf, report } = loader::load(opts.load_options(ctx.host.clone(), rules))?;
@@ -128,7 +120,9 @@ impl Kernel {
                 crate::enforce::Action::KillContainer => {
                     fresh.extend(self.condemned.condemn_pid(&mut self.ebpf, r.tgid))
                 }
-                crate::enforce::Action::KillProcess => kill_process(r.tgid),
+                crate::enforce::Action::KillProcess => {
+                    crate::trust::procfs::kill_verified(r.tgid, r.start_time);
+                }
                 crate::enforce::Action::Alert => {}
             }
         }

@@ -826,7 +826,7 @@ impl TrustChecker {
                 tracing::debug!("pid {} inherits the escape of its parent {ppid}: not reported again", v.pid);
                 continue;
             }
-            let killed = self.enforce && kill(v.pid, v.start_time);
+            let killed = self.enforce && procfs::kill_verified(v.pid, v.start_time);
             let proc = ProcessInfo {
                 pid: v.pid,
                 tid: v.tid,
@@ -872,22 +872,6 @@ fn open_verified(pid: u32, start_time: u64) -> io::Result<ProcDir> {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(dir)
-}
-
-/// SIGKILL through a pidfd, after checking the pidfd names the process that was judged.
-fn kill(pid: u32, start_time: u64) -> bool {
-    // SAFETY: pidfd_open with flags 0 returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as libc::c_int;
-    if fd < 0 {
-        return false;
-    }
-    let same = open_verified(pid, start_time).is_ok();
-    // SAFETY: fd is the pidfd opened above; no siginfo.
-    let ok = same
-        && unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, libc::SIGKILL, std::ptr::null::<u8>(), 0) } == 0;
-    // SAFETY: closing our own descriptor once.
-    unsafe { libc::close(fd) };
-    ok
 }
 
 #[cfg(test)]

@@ -292,6 +292,26 @@ pub fn schedstat_counts() -> bool {
         .is_some_and(|ns| ns > 0)
 }
 
+/// SIGKILL through a pidfd, after checking the pidfd names the process that was judged (the
+/// one that started at `start_time`): a pid reused since is never signalled.
+pub fn kill_verified(pid: u32, start_time: u64) -> bool {
+    if pid <= 1 {
+        return false;
+    }
+    // SAFETY: pidfd_open with flags 0 returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as libc::c_int;
+    if fd < 0 {
+        return false;
+    }
+    let same = ProcDir::open(pid).and_then(|d| d.stat()).is_ok_and(|s| s.start_time == start_time);
+    // SAFETY: fd is the pidfd opened above; no siginfo.
+    let ok = same
+        && unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, libc::SIGKILL, std::ptr::null::<u8>(), 0) } == 0;
+    // SAFETY: closing our own descriptor once.
+    unsafe { libc::close(fd) };
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
