@@ -121,7 +121,9 @@ impl Kernel {
                     fresh.extend(self.condemned.condemn_pid(&mut self.ebpf, r.tgid))
                 }
                 crate::enforce::Action::KillProcess => {
-                    crate::trust::procfs::kill_verified(r.tgid, r.start_time);
+                    if let Some(start_time) = r.start_time {
+                        crate::trust::procfs::kill_verified(r.tgid, start_time);
+                    }
                 }
                 crate::enforce::Action::Alert => {}
             }

@@ -99,9 +99,9 @@ pub struct Pipeline {
 pub struct Response {
     pub action: Action,
     pub tgid: u32,
-    /// The process's start time when it was judged (0: already gone): the kill checks it, so a
-    /// pid reused since is left alone.
-    pub start_time: u64,
+    /// The process's start time when it was judged (None: already gone): the kill checks it,
+    /// so a pid reused since is left alone.
+    pub start_time: Option<u64>,
 }
 
 /// Containers whose PID namespace is remembered; past this the map starts over.
@@ -253,8 +253,7 @@ impl Pipeline {
             let (action, enforced_at) = if done != Action::Alert {
                 (done, Some("kernel hook"))
             } else if self.enforce && rule.action != Action::Alert && container.is_some() {
-                let start_time =
-                    crate::trust::procfs::ProcDir::open(at.tgid).and_then(|d| d.stat()).map_or(0, |s| s.start_time);
+                let start_time = crate::trust::procfs::start_time(at.tgid);
                 self.responses.push(Response { action: rule.action, tgid: at.tgid, start_time });
                 (rule.action, Some("user space, after the fact"))
             } else {

@@ -508,7 +508,7 @@ impl TrustChecker {
     pub fn note_reported(&mut self, pid: u32, entered: u32) {
         let start = match self.procs.get(&pid) {
             Some(t) if t.alive() => Some(t.start_time),
-            _ => ProcDir::open(pid).and_then(|d| d.stat()).ok().map(|s| s.start_time),
+            _ => procfs::start_time(pid),
         };
         if let Some(start) = start {
             *self.reported.entry((pid, start)).or_default() |= entered;

@@ -292,6 +292,11 @@ pub fn schedstat_counts() -> bool {
         .is_some_and(|ns| ns > 0)
 }
 
+/// When `pid` started (clock ticks since boot, as /proc/<pid>/stat says); None once it is gone.
+pub fn start_time(pid: u32) -> Option<u64> {
+    ProcDir::open(pid).and_then(|d| d.stat()).ok().map(|s| s.start_time)
+}
+
 /// SIGKILL through a pidfd, after checking the pidfd names the process that was judged (the
 /// one that started at `start_time`): a pid reused since is never signalled.
 pub fn kill_verified(pid: u32, start_time: u64) -> bool {
@@ -303,7 +308,7 @@ pub fn kill_verified(pid: u32, start_time: u64) -> bool {
     if fd < 0 {
         return false;
     }
-    let same = ProcDir::open(pid).and_then(|d| d.stat()).is_ok_and(|s| s.start_time == start_time);
+    let same = self::start_time(pid) == Some(start_time);
     // SAFETY: fd is the pidfd opened above; no siginfo.
     let ok = same
         && unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, libc::SIGKILL, std::ptr::null::<u8>(), 0) } == 0;
@@ -387,5 +392,19 @@ mod tests {
         sleeper.wait().unwrap();
         assert!(!gate.alive());
         assert!(gone(&gate.ran().unwrap_err()));
+    }
+
+    #[test]
+    fn kill_verified_signals_only_the_process_that_was_judged() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let started = start_time(pid).expect("a live child has a start time");
+        assert!(!kill_verified(pid, started + 1), "another start time is another process");
+        assert!(start_time(pid).is_some(), "the child is untouched");
+        assert!(!kill_verified(1, start_time(1).unwrap_or(0)), "init is never signalled");
+        assert!(kill_verified(pid, started));
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 }
