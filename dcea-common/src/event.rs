@@ -282,7 +282,9 @@ pub mod stats {
     pub const CONDEMNED_KILLED: u32 = 6;
     /// Containers condemned in the kernel.
     pub const CONDEMNED: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// Operations refused with -EPERM by a BPF LSM program.
+    pub const DENIED: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 pub const COMM_LEN: usize = 16;

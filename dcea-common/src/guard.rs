@@ -79,6 +79,36 @@ impl Guard {
         if (v as usize) < GUARDS { Some(Guard::ALL[v as usize]) } else { None }
     }
 
+    /// The programs that recognise this guard and act at the hook (records carry it).
+    pub const fn hooks(self) -> &'static [&'static str] {
+        match self {
+            Guard::HostNamespace => &["sys_exit_setns"],
+            Guard::ReleaseAgent | Guard::CorePattern | Guard::KernelControl | Guard::BinfmtRegister => {
+                &["sys_exit_open", "sys_exit_openat", "sys_exit_openat2"]
+            }
+            Guard::RuntimeSocket => &["sys_enter_connect"],
+            Guard::HostDiskMount | Guard::PseudoFsMount => &["mount_behaviour"],
+            Guard::HostRoot => &["sys_exit_chroot", "sys_exit_pivot_root"],
+            Guard::PtraceOutside => &["sys_enter_ptrace"],
+            Guard::ModuleLoad => &["sys_enter_init_module", "sys_enter_finit_module"],
+            Guard::DeviceNode => &["sys_enter_mknod", "sys_enter_mknodat"],
+        }
+    }
+
+    /// The BPF LSM programs that refuse this guard's operation inside the syscall ([`crate::programs::LSM`]).
+    /// None for setns (no security hook), and for opens and chroot, where the kill at the
+    /// syscall's exit comes before the task can use what it got.
+    pub const fn lsm_programs(self) -> &'static [&'static str] {
+        match self {
+            Guard::RuntimeSocket => &["lsm_socket_connect"],
+            Guard::HostDiskMount | Guard::PseudoFsMount => &["lsm_sb_mount"],
+            Guard::PtraceOutside => &["lsm_ptrace_access_check"],
+            Guard::ModuleLoad => &["lsm_kernel_load_data", "lsm_kernel_read_file"],
+            Guard::DeviceNode => &["lsm_path_mknod"],
+            _ => &[],
+        }
+    }
+
     /// The record flags that name this guard ([`crate::flags::GUARD_MASK`]).
     pub const fn flag(self) -> u32 {
         (self as u32 + 1) << crate::flags::GUARD_SHIFT
@@ -117,5 +147,15 @@ mod tests {
         assert_eq!(Guard::from_flags(crate::flags::KILLED), None);
         assert_eq!(Guard::from_u32(GUARDS as u32), None);
         assert!(GUARDS < (crate::flags::GUARD_MASK >> crate::flags::GUARD_SHIFT) as usize);
+    }
+
+    #[test]
+    fn every_guard_program_is_in_the_program_table() {
+        for g in Guard::ALL {
+            assert!(!g.hooks().is_empty(), "{g:?}");
+            for p in g.hooks().iter().chain(g.lsm_programs()) {
+                assert!(crate::programs::all().any(|spec| spec.name == *p), "{g:?}: {p}");
+            }
+        }
     }
 }

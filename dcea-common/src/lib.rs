@@ -32,6 +32,8 @@ pub mod names {
     pub const GUARDS_MAP: &str = "DCEA_GUARDS";
     /// cgroup v2 ids of condemned containers (kill-container), and when they were condemned.
     pub const CONDEMNED_MAP: &str = "DCEA_CONDEMNED";
+    /// cgroup v2 id of a container → the guards a rule exception spares it from (bit per guard).
+    pub const EXEMPT_MAP: &str = "DCEA_EXEMPT";
 }
 
 /// Namespace kinds tracked per task, in snapshot order.

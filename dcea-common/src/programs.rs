@@ -11,6 +11,8 @@ pub enum Attach {
     FEntry { function: &'static str },
     /// kprobe on a kernel function (needs CONFIG_KPROBES).
     KProbe { function: &'static str },
+    /// BPF LSM program on a security hook (needs `bpf` among the active LSMs).
+    Lsm { hook: &'static str },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +140,22 @@ const BEHAVIOUR_BY_TRACEPOINT: [ProgramSpec; 12] = behaviour![
     "sys_exit_pivot_root",
 ];
 
+macro_rules! lsm {
+    ($($hook:literal => $name:literal),* $(,)?) => {
+        [$(ProgramSpec { name: $name, attach: Attach::Lsm { hook: $hook }, capability: "LSM deny", required: false }),*]
+    };
+}
+
+/// BPF LSM programs that refuse a guarded operation inside its syscall (`--enforce` only).
+pub const LSM: [ProgramSpec; 6] = lsm![
+    "socket_connect" => "lsm_socket_connect",
+    "sb_mount" => "lsm_sb_mount",
+    "path_mknod" => "lsm_path_mknod",
+    "ptrace_access_check" => "lsm_ptrace_access_check",
+    "kernel_load_data" => "lsm_kernel_load_data",
+    "kernel_read_file" => "lsm_kernel_read_file",
+];
+
 /// Every required program, in attach order.
 pub fn required() -> impl Iterator<Item = &'static ProgramSpec> {
     SYSCALLS.iter().flatten().chain(SCHED.iter())
@@ -145,5 +163,5 @@ pub fn required() -> impl Iterator<Item = &'static ProgramSpec> {
 
 /// Every program the object contains.
 pub fn all() -> impl Iterator<Item = &'static ProgramSpec> {
-    required().chain(COMMIT_CREDS.iter()).chain(BEHAVIOUR.iter())
+    required().chain(COMMIT_CREDS.iter()).chain(BEHAVIOUR.iter()).chain(LSM.iter())
 }

@@ -10,11 +10,12 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_task, generated},
     macros::tracepoint,
+    maps::ring_buf::RingBufEntry,
     programs::TracePointContext,
 };
 use dcea_common::{
-    Behaviour, EventKind, Guard, Hook, NsKind, RecordHeader, TASK_CONTAINER, TASK_CONTAINER_CGROUP, TASK_EXECED,
-    TaskSnapshot, TaskState, arg, flags, stats, words_up_to_nul,
+    Behaviour, CGROUP_NAME_LEN, EventKind, Guard, Hook, NsKind, RecordHeader, TASK_CONTAINER, TASK_CONTAINER_CGROUP,
+    TASK_EXECED, TaskSnapshot, TaskState, arg, flags, stats, words_up_to_nul,
 };
 
 use crate::{
@@ -63,7 +64,7 @@ pub fn learnt_flags(snap: &TaskSnapshot) -> u32 {
 /// runtime preparing a container (runc's init mounting /proc and /sys, creating /dev nodes,
 /// pivot_root) runs trusted host code; reporting it would be a hundred records per start.
 #[inline(always)]
-fn watched(state_flags: u32) -> bool {
+pub(crate) fn watched(state_flags: u32) -> bool {
     state_flags & (TASK_CONTAINER | TASK_EXECED) == TASK_CONTAINER | TASK_EXECED
 }
 
@@ -95,13 +96,38 @@ fn current_container_task() -> Option<(Task, TaskSnapshot)> {
     if watched(state_flags) { Some((task, snap)) } else { None }
 }
 
-/// Fill the common part of a behaviour record, let `fill` add the hook's strings, submit.
-/// `wake`: the agent is woken at once (everything but execs, which it drains every 20 ms).
-/// A guard's action was taken before this ([`enforce`]): a full ring loses the record, never
-/// the kill. A killed task's record wakes the agent, which finishes off its container.
+/// A behaviour record whose common part is written ([`begin`]); the hook adds its strings
+/// through [`Record::ev`], then [`Record::submit`].
+struct Record {
+    entry: RingBufEntry<Behaviour>,
+    wake: bool,
+}
+
+impl Record {
+    #[inline(always)]
+    fn ev(&mut self) -> &mut Behaviour {
+        // SAFETY: reserved and initialised by `begin`.
+        unsafe { &mut *self.entry.as_mut_ptr() }
+    }
+
+    #[inline(always)]
+    fn submit(self) {
+        self.entry.submit(crate::wakeup_flags(self.wake));
+        count(stats::EMITTED);
+        count(stats::BEHAVIOURS);
+    }
+}
+
+/// Reserve a behaviour record and fill its common part. `wake`: the agent is woken at once
+/// (everything but execs, which it drains every 20 ms). A guard's action was taken before
+/// this ([`enforce`]): a full ring loses the record, never the kill. A killed task's record
+/// wakes the agent, which finishes off its container.
+///
+/// No closure and no call: the 5.10 and 6.1 verifiers cannot track precision through a
+/// BPF-to-BPF call (a memset LLVM emits for zeroed bytes, or a closure it keeps out of line),
+/// and then treat every constant as precise, which multiplies the states of what follows.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn emit<F: FnOnce(&mut Behaviour)>(
+fn begin(
     hook: Hook,
     task: Task,
     snap: &TaskSnapshot,
@@ -109,11 +135,10 @@ fn emit<F: FnOnce(&mut Behaviour)>(
     args: [u64; 4],
     extra_flags: u32,
     wake: bool,
-    fill: F,
-) {
+) -> Option<Record> {
     let Some(mut entry) = DCEA_EVENTS.reserve::<Behaviour>(0) else {
         count(stats::RINGBUF_FULL);
-        return;
+        return None;
     };
     // SAFETY: a reserved record of size_of::<Behaviour>() bytes; every field is written (no
     // memset: the verifier would walk it byte by byte); strings are NUL-terminated.
@@ -121,7 +146,12 @@ fn emit<F: FnOnce(&mut Behaviour)>(
         let ev = &mut *entry.as_mut_ptr();
         let header = &mut *(ev as *mut Behaviour).cast::<RecordHeader>();
         let parent = crate::fill_header(header, EventKind::Behaviour, hook, task, ret);
-        ev.args = args;
+        // One store per word: zero words next to each other would become a memset call.
+        let mut i = 0;
+        while i < args.len() {
+            core::ptr::write_volatile(&mut ev.args[i], args[i]);
+            i += 1;
+        }
         ev.snap = *snap;
         task.comm(&mut ev.comm);
         parent.comm(&mut ev.parent_comm);
@@ -137,11 +167,18 @@ fn emit<F: FnOnce(&mut Behaviour)>(
             ev.file[i][0] = 0;
             i += 1;
         }
-        fill(ev);
     }
-    entry.submit(crate::wakeup_flags(wake || extra_flags & flags::KILLED != 0));
-    count(stats::EMITTED);
-    count(stats::BEHAVIOURS);
+    Some(Record { entry, wake: wake || extra_flags & flags::KILLED != 0 })
+}
+
+/// `fill` the hook's strings into a [`begin`]-ed record and submit it. Only for a small
+/// `fill`: a large body would stay out of line (see [`begin`]).
+#[inline(always)]
+fn emit<F: FnOnce(&mut Behaviour)>(record: Option<Record>, fill: F) {
+    if let Some(mut record) = record {
+        fill(record.ev());
+        record.submit();
+    }
 }
 
 #[inline(always)]
@@ -349,9 +386,11 @@ fn on_open_exit(hook: Hook, ctx: &TracePointContext) {
     let args = [open_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
     let record_flags =
         (created as u32 * flags::FILE_CREATED) | (host_fs as u32 * flags::HOST_FS_PATH) | enforce(open_guard(&info));
-    emit(hook, task, &snap, ret, args, record_flags, true, |ev| {
+    if let Some(mut record) = begin(hook, task, &snap, ret, args, record_flags, true) {
+        let ev = record.ev();
         ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, host_fs ^ 1, &mut ev.file);
-    });
+        record.submit();
+    }
 }
 
 #[tracepoint]
@@ -450,6 +489,54 @@ fn is_runtime_socket(lo: u64, hi: u64) -> u64 {
     hit
 }
 
+/// Copy the `sun_path` at `path_addr` (user memory at the syscall, the kernel's copy in the LSM
+/// hook) into `buf` from [`SUN_PATH_AT`], NUL-terminated; 1 when it names a runtime's API
+/// socket, else 0, as a value the verifier does not know.
+#[inline(always)]
+pub(crate) fn runtime_socket_path(buf: &mut [u8; CGROUP_NAME_LEN], path_addr: u64, user: bool) -> u32 {
+    // SAFETY: two aligned words of the buffer's 16-byte prefix (a map value is 8-aligned); one
+    // store each, not a memset call.
+    unsafe {
+        let words = buf.as_mut_ptr().cast::<u64>();
+        core::ptr::write_volatile(words, 0);
+        core::ptr::write_volatile(words.add(1), 0);
+    }
+    let path = &mut buf[SUN_PATH_AT..SUN_PATH_AT + SUN_PATH_LEN + 1];
+    let (dst, src) = (path.as_mut_ptr().cast(), path_addr as *const _);
+    // Raw bytes: an abstract socket's name starts with a NUL (userspace renders it '@'). A path
+    // shorter than sun_path may end the readable memory: fall back to a string copy. Then the
+    // string's length (its NUL included) places the window that ends at the NUL; that copy
+    // stops at the NUL, so the raw bytes after it (an abstract name) stay for the record.
+    // SAFETY: the helpers write at most SUN_PATH_LEN bytes into `path`.
+    let copied = unsafe {
+        if user {
+            if generated::bpf_probe_read_user(dst, SUN_PATH_LEN as u32, src) != 0 {
+                generated::bpf_probe_read_user_str(dst, SUN_PATH_LEN as u32, src);
+            }
+            generated::bpf_probe_read_user_str(dst, SUN_PATH_LEN as u32, src)
+        } else {
+            generated::bpf_probe_read_kernel(dst, SUN_PATH_LEN as u32, src);
+            generated::bpf_probe_read_kernel_str(dst, SUN_PATH_LEN as u32, src)
+        }
+    };
+    path[SUN_PATH_LEN] = 0;
+    // Branch-free min(copied - 1, SUN_PATH_LEN - 1), 0 for an error: a branch here would
+    // leave constants that split the rest of the program for the older verifiers.
+    let nul = (copied.max(1) as u64 - 1) & 0x7f;
+    let over = nul.wrapping_sub(SUN_PATH_LEN as u64 - 1);
+    let nul = (SUN_PATH_LEN as u64 - 1).wrapping_add(over & ((over as i64) >> 63) as u64);
+    // Not zero-initialised (a memset call): the helper writes all 16 bytes.
+    let mut window = core::mem::MaybeUninit::<[u64; 2]>::uninit();
+    // SAFETY: 16 bytes from buf[nul .. nul + 16], nul < SUN_PATH_LEN: inside the buffer; the
+    // helper writes every byte (zeros on failure).
+    let window = unsafe {
+        generated::bpf_probe_read_kernel(window.as_mut_ptr().cast(), 16, buf.as_ptr().add(nul as usize).cast());
+        window.assume_init()
+    };
+    // Laundered: the constants the comparisons leave would split the record's emission.
+    opaque(is_runtime_socket(window[0], window[1]) as u32) & 1
+}
+
 /// connect(fd, addr, len) on a unix socket: the runtimes' control sockets live here. The path
 /// is copied once into the per-CPU buffer; the guard and the record judge those bytes. Only
 /// a runtime socket wakes the agent; other unix connects wait for the drain.
@@ -471,46 +558,21 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: per-CPU slot, used only within this program run.
     let buf = unsafe { &mut *buf };
-    // SAFETY: two aligned words of the buffer's 16-byte prefix.
-    unsafe { core::ptr::write_bytes(buf.as_mut_ptr(), 0, SUN_PATH_AT) };
-    let path = &mut buf[SUN_PATH_AT..SUN_PATH_AT + SUN_PATH_LEN + 1];
-    // Raw bytes: an abstract socket's name starts with a NUL (userspace renders it '@'). A path
-    // shorter than sun_path may end the readable memory: fall back to a string copy.
-    // SAFETY: the helpers write at most SUN_PATH_LEN bytes into `path`.
-    let ret = unsafe {
-        generated::bpf_probe_read_user(path.as_mut_ptr().cast(), SUN_PATH_LEN as u32, (addr + 2) as *const _)
-    };
-    if ret != 0 {
-        read_user_str(addr + 2, &mut path[..SUN_PATH_LEN]);
-    }
-    path[SUN_PATH_LEN] = 0;
-    // The string's length (its NUL included) places the window that ends at the NUL. The copy
-    // stops at the NUL, so the raw bytes after it (an abstract name) stay for the record.
-    // SAFETY: at most SUN_PATH_LEN bytes into `path`.
-    let copied = unsafe {
-        generated::bpf_probe_read_user_str(path.as_mut_ptr().cast(), SUN_PATH_LEN as u32, (addr + 2) as *const _)
-    };
-    // Branch-free min(copied - 1, SUN_PATH_LEN - 1), 0 for an error: a branch here would
-    // leave constants that split the rest of the program for the older verifiers.
-    let nul = (copied.max(1) as u64 - 1) & 0x7f;
-    let over = nul.wrapping_sub(SUN_PATH_LEN as u64 - 1);
-    let nul = (SUN_PATH_LEN as u64 - 1).wrapping_add(over & ((over as i64) >> 63) as u64);
-    let mut window = [0u64; 2];
-    // SAFETY: 16 bytes from buf[nul .. nul + 16], nul < SUN_PATH_LEN: inside the buffer.
-    unsafe { generated::bpf_probe_read_kernel(window.as_mut_ptr().cast(), 16, buf.as_ptr().add(nul as usize).cast()) };
-    // Laundered: the constants the comparisons leave would split the record's emission.
-    let runtime_socket = opaque(is_runtime_socket(window[0], window[1]) as u32) & 1;
+    let runtime_socket = runtime_socket_path(buf, addr + 2, true);
     let guard = enforce(code(Guard::RuntimeSocket, runtime_socket));
-    emit(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | guard, runtime_socket != 0, |ev| {
-        // SAFETY: SUN_PATH_LEN + 1 bytes of the per-CPU buffer into ev.path (PATH_LEN bytes).
-        unsafe {
-            generated::bpf_probe_read_kernel(
-                ev.path.as_mut_ptr().cast(),
-                SUN_PATH_LEN as u32 + 1,
-                buf.as_ptr().add(SUN_PATH_AT).cast(),
-            )
-        };
-    });
+    emit(
+        begin(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | guard, runtime_socket != 0),
+        |ev| {
+            // SAFETY: SUN_PATH_LEN + 1 bytes of the per-CPU buffer into ev.path (PATH_LEN bytes).
+            unsafe {
+                generated::bpf_probe_read_kernel(
+                    ev.path.as_mut_ptr().cast(),
+                    SUN_PATH_LEN as u32 + 1,
+                    buf.as_ptr().add(SUN_PATH_AT).cast(),
+                )
+            };
+        },
+    );
     0
 }
 
@@ -521,7 +583,7 @@ pub fn sys_enter_init_module(ctx: TracePointContext) -> u32 {
     };
     let (len, params) = (syscall_arg(&ctx, 1), syscall_arg(&ctx, 2));
     let guard = enforce_guard(Guard::ModuleLoad);
-    emit(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
+    emit(begin(Hook::InitModule, task, &snap, 0, [len, 0, 0, 0], flags::BEFORE_RESULT | guard, true), |ev| {
         read_user_str(params, &mut ev.arg);
     });
     0
@@ -537,10 +599,12 @@ pub fn sys_enter_finit_module(ctx: TracePointContext) -> u32 {
     let info = FileInfo::read(file);
     let args = [module_flags, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
     let guard = enforce_guard(Guard::ModuleLoad);
-    emit(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT | guard, true, |ev| {
+    if let Some(mut record) = begin(Hook::FinitModule, task, &snap, 0, args, flags::BEFORE_RESULT | guard, true) {
+        let ev = record.ev();
         read_user_str(params, &mut ev.arg);
         ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, 1, &mut ev.file);
-    });
+        record.submit();
+    }
     0
 }
 
@@ -579,7 +643,7 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     };
     let target = syscall_arg(&ctx, 1);
     let guard = enforce(code(Guard::PtraceOutside, ptrace_target_outside(&snap, target as u32) as u32));
-    emit(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT | guard, true, |_| {});
+    emit(begin(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT | guard, true), |_| {});
     0
 }
 
@@ -589,7 +653,7 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
 /// in the caller's mount namespace. A target never seen is a host process that predates the
 /// agent.
 #[inline(always)]
-fn ptrace_target_outside(snap: &TaskSnapshot, target: u32) -> bool {
+pub(crate) fn ptrace_target_outside(snap: &TaskSnapshot, target: u32) -> bool {
     if in_container_pid_ns(snap) != 0 {
         return false;
     }
@@ -611,7 +675,7 @@ fn on_mknod(hook: Hook, path: u64, mode: u64, dev: u64) {
         return;
     };
     let guard = enforce_guard(Guard::DeviceNode);
-    emit(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
+    emit(begin(hook, task, &snap, 0, [mode, dev, 0, 0], flags::BEFORE_RESULT | guard, true), |ev| {
         read_user_str(path, &mut ev.path);
     });
 }
@@ -653,7 +717,7 @@ pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
     let Some((task, snap)) = current_container_task() else {
         return 0;
     };
-    emit(Hook::Bpf, task, &snap, 0, [cmd, 0, 0, 0], flags::BEFORE_RESULT, true, |_| {});
+    emit(begin(Hook::Bpf, task, &snap, 0, [cmd, 0, 0, 0], flags::BEFORE_RESULT, true), |_| {});
     0
 }
 
@@ -670,9 +734,11 @@ fn on_new_root(hook: Hook, ctx: &TracePointContext) {
     // A block-device filesystem (major != 0 in the kernel's major << 20 encoding); container
     // roots are overlay or tmpfs.
     let guard = enforce(code(Guard::HostRoot, nonzero((s_dev >> 20) as u64) as u32));
-    emit(hook, task, &snap, ret, [0, 0, s_dev as u64, s_magic], guard, true, |ev| {
+    if let Some(mut record) = begin(hook, task, &snap, ret, [0, 0, s_dev as u64, s_magic], guard, true) {
+        let ev = record.ev();
         ev.flags |= flags::FILE_TRUNCATED * path_components(vfsmount, dentry, 1, &mut ev.file);
-    });
+        record.submit();
+    }
 }
 
 #[tracepoint]
@@ -746,38 +812,46 @@ const MS_REMOUNT: u64 = 32;
 const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
 
-/// The guard a mount matches: a host disk (a /dev source, a filesystem with a device) or a
-/// kernel pseudo-filesystem (procfs only from the host's PID namespace: a container's own
-/// procfs shows only its processes).
+/// The guard code (see guard.rs) a mount matches: a host disk (a /dev source, a filesystem
+/// with a device) or a kernel pseudo-filesystem (procfs only from the host's PID namespace: a
+/// container's own procfs shows only its processes). `read` copies a string: from user memory
+/// at the syscall, from the kernel's copy in the LSM hook. Branch-free over the tables: a
+/// comparison chain the verifier has to follow both ways per entry cost the 6.1 verifier a
+/// million instructions in the LSM program.
 #[inline(always)]
-fn mount_guard(snap: &TaskSnapshot, source: u64, fstype: u64, mount_flags: u64) -> Option<Guard> {
-    if mount_flags & MS_REMOUNT != 0 {
-        return None;
-    }
-    let buf = DCEA_SCRATCH.get_ptr_mut(0)?;
+pub(crate) fn mount_guard(
+    snap: &TaskSnapshot,
+    source: u64,
+    fstype: u64,
+    mount_flags: u64,
+    read: fn(u64, &mut [u8]),
+) -> u32 {
+    let Some(buf) = DCEA_SCRATCH.get_ptr_mut(0) else { return 0 };
     // SAFETY: per-CPU slot, used only within this program run; two 16-byte strings.
     let buf = unsafe { &mut *buf };
-    read_user_str(fstype, &mut buf[..16]);
-    read_user_str(source, &mut buf[16..32]);
+    read(fstype, &mut buf[..16]);
+    read(source, &mut buf[16..32]);
     let word = |i: usize| {
         u64::from_le_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3], buf[i + 4], buf[i + 5], buf[i + 6], buf[i + 7]])
     };
     let fs = words_up_to_nul(word(0), word(8));
     let src = words_up_to_nul(word(16), word(24));
-    if in_table(fs, &PSEUDO_FS_TYPES) || (fs == PROC_FS && in_container_pid_ns(snap) == 0) {
-        return Some(Guard::PseudoFsMount);
-    }
-    let mut scratch_dev = false;
+    let host_pid_ns = 1 - in_container_pid_ns(snap) as u64;
+    let proc_fs = same(fs.0, PROC_FS.0) & same(fs.1, PROC_FS.1);
+    let pseudo = in_table_bit(fs, &PSEUDO_FS_TYPES) | (proc_fs & host_pid_ns);
+    let mut scratch_dev = 0;
     let mut i = 0;
     while i < DEV_SCRATCH_PREFIXES.len() {
-        scratch_dev |= src.0 == DEV_SCRATCH_PREFIXES[i];
+        scratch_dev |= same(src.0, DEV_SCRATCH_PREFIXES[i]);
         i += 1;
     }
-    let disk = src.0 & 0xff_ffff_ffff == DEV_PREFIX
-        && !scratch_dev
-        && !in_table(fs, &VIRTUAL_FS_TYPES)
-        && mount_flags & (MS_BIND | MS_MOVE) == 0;
-    if disk { Some(Guard::HostDiskMount) } else { None }
+    let disk = same(src.0 & 0xff_ffff_ffff, DEV_PREFIX)
+        & (1 - scratch_dev)
+        & (1 - in_table_bit(fs, &VIRTUAL_FS_TYPES))
+        & (1 - nonzero(mount_flags & (MS_BIND | MS_MOVE)))
+        & (1 - pseudo);
+    let not_remount = 1 - nonzero(mount_flags & MS_REMOUNT);
+    (not_remount as u32) * (code(Guard::PseudoFsMount, pseudo as u32) | code(Guard::HostDiskMount, disk as u32))
 }
 
 /// mount(source, target, fstype, flags, data) by a container task (syscalls:sys_enter_mount,
@@ -795,11 +869,8 @@ fn on_mount_enter(ctx: &TracePointContext) {
     };
     let (source, target, fstype, mount_flags) =
         (syscall_arg(ctx, 0), syscall_arg(ctx, 1), syscall_arg(ctx, 2), syscall_arg(ctx, 3));
-    let guard = match mount_guard(&snap, source, fstype, mount_flags) {
-        Some(g) => enforce_guard(g),
-        None => 0,
-    };
-    emit(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT | guard, true, |ev| {
+    let guard = enforce(mount_guard(&snap, source, fstype, mount_flags, read_user_str));
+    emit(begin(Hook::Mount, task, &snap, 0, [mount_flags, 0, 0, 0], flags::BEFORE_RESULT | guard, true), |ev| {
         read_user_str(target, &mut ev.path);
         read_user_str(source, &mut ev.arg);
         read_user_str(fstype, &mut ev.fstype);
@@ -834,10 +905,10 @@ pub fn on_exec(ctx: &TracePointContext) {
     let snap = state.snap;
     // `__data_loc char[] filename` at offset 8: low 16 bits offset, high 16 bits length.
     let filename_loc = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
-    let filename = ctx.as_ptr() as u64 + (filename_loc & 0xffff) as u64;
-    // An absent field (loc 0) reads as an empty name rather than the record's header.
-    let filename = filename & nonzero(filename_loc as u64).wrapping_neg();
-    emit(Hook::Exec, task, &snap, 0, [0; 4], 0, false, |ev| {
+    // An absent field (loc 0) reads as an empty name rather than the record's header. A
+    // branch, not a mask: the verifier refuses bitwise operations on the context pointer.
+    let filename = if filename_loc == 0 { 0 } else { ctx.as_ptr() as u64 + (filename_loc & 0xffff) as u64 };
+    emit(begin(Hook::Exec, task, &snap, 0, [0; 4], 0, false), |ev| {
         read_str(filename, &mut ev.path);
         ev.args[arg::FLAGS] = task.argv(&mut ev.arg);
     });

@@ -11,6 +11,7 @@
 
 mod behaviour;
 mod guard;
+mod lsm;
 mod task;
 
 use aya_ebpf::{

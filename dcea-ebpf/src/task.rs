@@ -32,7 +32,7 @@ pub(crate) use config;
 /// Read a `T` at `base + off`: zeros for a null base, a field this kernel lacks (`ABSENT`,
 /// a constant) or a fault.
 #[inline(always)]
-fn read<T: Copy>(base: u64, off: u32) -> T {
+pub(crate) fn read<T: Copy>(base: u64, off: u32) -> T {
     // Not zero-initialised: the helper writes every byte (the data, or zeros on failure), and
     // a zeroing memset would become a BPF-to-BPF call whose frame counts against the stack.
     let mut v = core::mem::MaybeUninit::<T>::uninit();
@@ -71,16 +71,29 @@ pub fn read_user_str(ptr: u64, dst: &mut [u8]) {
     };
 }
 
-/// 1 when `x` is not 0, else 0, without a branch.
+/// `v`, through a stack slot LLVM must store and reload: it can no longer see what the value
+/// is made of. The verifier tracks the slot exactly, so this costs two instructions and no
+/// precision.
 #[inline(always)]
-pub fn nonzero(x: u64) -> u64 {
-    (x | x.wrapping_neg()) >> 63
+fn unseen(v: u64) -> u64 {
+    // SAFETY: a volatile read of a local.
+    unsafe { core::ptr::read_volatile(&v) }
 }
 
-/// `a` when `cond` (0 or 1) is 1, else `b`, without a branch.
+/// 1 when `x` is not 0, else 0, without a branch. LLVM recognises `(x | -x) >> 63` as
+/// `x != 0` and, BPF having no set-on-condition instruction, emits a branch; the two constants
+/// it leaves split every later state for the 5.10 and 6.1 verifiers (a loop of these in the
+/// path walk cost 400,000 instructions on 6.1). Hidden behind [`unseen`], it stays arithmetic.
+#[inline(always)]
+pub fn nonzero(x: u64) -> u64 {
+    unseen(x | x.wrapping_neg()) >> 63
+}
+
+/// `a` when `cond` (0 or 1) is 1, else `b`, without a branch (the mask is [`unseen`], or
+/// LLVM turns this back into a conditional jump).
 #[inline(always)]
 pub fn select(cond: u64, a: u64, b: u64) -> u64 {
-    let mask = cond.wrapping_neg();
+    let mask = unseen(cond.wrapping_neg());
     (a & mask) | (b & !mask)
 }
 

@@ -95,6 +95,23 @@ pub fn ensure_kernel_filesystems() -> Result<MountReport, Error> {
     Ok(report)
 }
 
+/// Ok when the kernel runs the BPF LSM, else why not. Mounts securityfs when a node lacks it.
+pub fn bpf_lsm_active() -> Result<(), String> {
+    let list = Path::new("/sys/kernel/security/lsm");
+    if !list.exists() {
+        let _ = mount("securityfs", "/sys/kernel/security");
+    }
+    match fs::read_to_string(list) {
+        Ok(active) if active.trim().split(',').any(|l| l == "bpf") => Ok(()),
+        Ok(active) => Err(format!(
+            "bpf is not among the active LSMs ({}); boot with lsm={},bpf to deny in the kernel",
+            active.trim(),
+            active.trim()
+        )),
+        Err(e) => Err(format!("cannot read {}: {e}", list.display())),
+    }
+}
+
 /// Raise RLIMIT_MEMLOCK for kernels that still charge BPF maps to it (< 5.11).
 pub fn raise_memlock() {
     let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };

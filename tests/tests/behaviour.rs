@@ -63,8 +63,22 @@ impl FakeContainer {
         Some(FakeContainer { id, parent, leaf })
     }
 
-    /// Run `program args` inside: the child joins the cgroup before exec.
+    /// Run `program args` inside and assert it succeeded.
     fn run(&self, program: &Path, args: &[&str]) -> std::process::Output {
+        let out = self.try_run(program, args);
+        assert!(
+            out.status.success(),
+            "{} {args:?} in the fake container: {}\n{}{}",
+            program.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Run `program args` inside: the child joins the cgroup before exec.
+    fn try_run(&self, program: &Path, args: &[&str]) -> std::process::Output {
         let procs = std::ffi::CString::new(self.leaf.join("cgroup.procs").into_os_string().into_encoded_bytes())
             .expect("cgroup path");
         let mut cmd = Command::new(program);
@@ -85,16 +99,7 @@ impl FakeContainer {
                 Ok(())
             });
         }
-        let out = cmd.output().unwrap_or_else(|e| panic!("run {} in the fake container: {e}", program.display()));
-        assert!(
-            out.status.success(),
-            "{} {args:?} in the fake container: {}\n{}{}",
-            program.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        cmd.output().unwrap_or_else(|e| panic!("run {} in the fake container: {e}", program.display()))
     }
 }
 
@@ -187,4 +192,113 @@ fn behaviour_rules_fire_in_a_fake_container() {
         .filter(|a| a.rule() == "Credential file opened in a container" && a.field("container.id") != id.as_str())
         .collect();
     assert!(host_shadow.is_empty(), "a host process is not a container: {host_shadow:#?}");
+}
+
+/// Whether the agent's BPF LSM programs load and attach here (`dcea probe --enforce`); prints
+/// SKIP with the probe's reason when they do not (a kernel without the BPF LSM among its
+/// active LSMs, or one that refuses LSM programs, as the development host does).
+fn bpf_lsm_active(test: &str) -> bool {
+    let out = Command::new(dcea_tests::dcea_bin())
+        .args(["probe", "--enforce", "--format", "json"])
+        .output()
+        .expect("run dcea probe");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let lsm: Vec<&serde_json::Value> = report["programs"]
+        .as_array()
+        .map(|p| p.iter().filter(|p| p["name"].as_str().is_some_and(|n| n.starts_with("lsm_"))).collect())
+        .unwrap_or_default();
+    if !lsm.is_empty() && lsm.iter().all(|p| p["status"] == "attached") {
+        return true;
+    }
+    let why = lsm.first().map(|p| p["detail"].as_str().unwrap_or("").to_string()).unwrap_or_default();
+    dcea_tests::skip(test, dcea_tests::Need::Kernel, &format!("the BPF LSM programs do not attach here: {why}"));
+    false
+}
+
+/// The operations a kill at a syscall-entry hook cannot stop (the signal lands when the
+/// syscall returns) never happen where the BPF LSM runs: the device node is not created, the
+/// mount does not exist, the runtime socket never sees a connection, the host process is never
+/// attached, and the module image is refused; the task is still killed.
+#[test]
+fn lsm_deny_refuses_guarded_operations_in_a_fake_container() {
+    const TEST: &str = "lsm_deny_refuses_guarded_operations_in_a_fake_container";
+    if !require_root(TEST) || !bpf_lsm_active(TEST) {
+        return;
+    }
+    let Some(container) = FakeContainer::create(TEST) else { return };
+    let id = container.id.clone();
+    let helper = helper_bin();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state dir");
+    // kill-process: the fake container must outlive each case (kill-container would condemn it).
+    let rules = [
+        "Device node created in a container",
+        "Kernel pseudo-filesystem mounted in a container",
+        "Container runtime socket connected from a container",
+        "Kernel module loaded from a container",
+        "Process outside the container traced",
+    ];
+    let overrides: Vec<String> = rules.iter().map(|r| format!("{r}=kill-process")).collect();
+    let mut args = vec!["--enforce", "--storm-window", "0s", "--state-dir", state.path().to_str().unwrap()];
+    for o in &overrides {
+        args.extend(["--action", o.as_str()]);
+    }
+    let mut monitor = Monitor::start(&args);
+    let mut log = Vec::new();
+    let denied = |alert: &Received| {
+        assert_eq!(alert.field("dcea.action"), "kill-process", "{}", alert.raw);
+        assert_eq!(alert.field("dcea.enforced_at"), "kernel hook; refused by the BPF LSM", "{}", alert.raw);
+    };
+
+    let node = scratch.path().join("sda");
+    let out = container.try_run(Path::new("/bin/mknod"), &[node.to_str().unwrap(), "b", "8", "0"]);
+    denied(&expect_rule(&mut monitor, &mut log, "Device node created in a container", &id));
+    assert!(!out.status.success() && !node.exists(), "mknod went through: {out:?}");
+
+    let target = scratch.path().join("sys");
+    fs::create_dir(&target).expect("mkdir");
+    let out = container.try_run(Path::new("/bin/mount"), &["-t", "sysfs", "sysfs", target.to_str().unwrap()]);
+    let mounted = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().contains(target.to_str().unwrap());
+    if mounted {
+        let _ = Command::new("umount").arg(&target).status();
+    }
+    denied(&expect_rule(&mut monitor, &mut log, "Kernel pseudo-filesystem mounted in a container", &id));
+    assert!(!out.status.success() && !mounted, "the sysfs mount went through: {out:?}");
+
+    let socket = scratch.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let out = container.try_run(&helper, &["connect-unix", socket.to_str().unwrap()]);
+    denied(&expect_rule(&mut monitor, &mut log, "Container runtime socket connected from a container", &id));
+    let accepted = listener.accept();
+    assert!(
+        !out.status.success() && accepted.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "the runtime socket saw a connection: {out:?} {accepted:?}"
+    );
+
+    // In a mount namespace of its own: outside the host's, so the host process is outside.
+    let anchor = HostAnchor::start();
+    let out = container.try_run(
+        Path::new("/usr/bin/unshare"),
+        &["-m", helper.to_str().unwrap(), "ptrace-attach", &anchor.pid().to_string()],
+    );
+    denied(&expect_rule(&mut monitor, &mut log, "Process outside the container traced", &id));
+    let tracer = fs::read_to_string(format!("/proc/{}/status", anchor.pid())).unwrap_or_default();
+    assert!(!out.status.success() && tracer.contains("TracerPid:\t0"), "the attach went through: {out:?}\n{tracer}");
+    let state_line = tracer.lines().find(|l| l.starts_with("State:")).unwrap_or("");
+    assert!(!state_line.contains("stopped"), "the host process was stopped: {state_line}");
+
+    let image = scratch.path().join("m.ko");
+    fs::write(&image, b"notamodule").expect("write module image");
+    let out = container.try_run(&helper, &["finit-module", image.to_str().unwrap()]);
+    denied(&expect_rule(&mut monitor, &mut log, "Kernel module loaded from a container", &id));
+    assert!(!out.status.success(), "{out:?}");
+
+    log.extend(monitor.collect(Duration::from_millis(500)));
+    let stopped = monitor.stop().join("\n");
+    let denials = stopped
+        .split_once(" denied by the BPF LSM")
+        .and_then(|(before, _)| before.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(denials.is_some_and(|n| n >= 5), "five operations refused in the kernel: {stopped}");
 }

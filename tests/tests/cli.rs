@@ -9,7 +9,9 @@ fn probe_reports_every_program_and_the_commit_creds_fallback() {
     if !require_root("probe_reports_every_program") {
         return;
     }
-    let out = Command::new(dcea_bin()).args(["probe", "--format", "json"]).output().expect("run dcea probe");
+    // --enforce: the LSM programs load too, and every guard says how it acts on this kernel.
+    let out =
+        Command::new(dcea_bin()).args(["probe", "--enforce", "--format", "json"]).output().expect("run dcea probe");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     let programs = report["programs"].as_array().expect("programs");
@@ -18,6 +20,15 @@ fn probe_reports_every_program_and_the_commit_creds_fallback() {
         if spec.required {
             assert_eq!(p["status"], "attached", "{}", spec.name);
         }
+    }
+    let status = |name: &str| programs.iter().find(|p| p["name"] == name).map(|p| p["status"].clone());
+    for guard in dcea_common::Guard::ALL {
+        let g = report["guards"].as_array().expect("guards").iter().find(|g| g["guard"] == guard.name());
+        let g = g.unwrap_or_else(|| panic!("{} missing from guards", guard.name()));
+        let mechanism = g["mechanism"].as_str().unwrap_or_default();
+        let lsm = guard.lsm_programs().iter().any(|p| status(p).is_some_and(|s| s == "attached"));
+        let acting = g["action"] != "alert";
+        assert_eq!(mechanism.starts_with("deny (BPF LSM"), lsm && acting, "{}: {mechanism}", guard.name());
     }
     let commit_creds = report["commit_creds"].as_str().unwrap();
     assert!(["fentry", "kprobe", "unavailable"].contains(&commit_creds));

@@ -366,3 +366,42 @@ fn a_condemned_container_stays_condemned_across_restarts_until_released() {
     again.stop();
     drop(dir);
 }
+
+/// A rule exception that names the container's image spares it in the kernel too: its
+/// pseudo-filesystem mount goes through, no alert, nothing is killed. (Without the exception
+/// the rule's default kill-container acts at the hook, as the cases above show for theirs.)
+#[test]
+fn a_rule_exception_on_the_image_spares_the_container_in_the_kernel() {
+    const TEST: &str = "a_rule_exception_on_the_image_spares_the_container";
+    let rules = tempfile::tempdir().expect("rules dir");
+    fs::write(
+        rules.path().join("nested.yaml"),
+        format!(
+            "- rule: Kernel pseudo-filesystem mounted in a container\n  exceptions:\n    - name: nested_runtimes\n      \
+             values: [{}]\n  override:\n    exceptions: append\n",
+            docker::IMAGE.split(':').next().unwrap()
+        ),
+    )
+    .expect("write rules");
+    let Some(mut e) = Enforcing::start(TEST, &["--rules-dir", rules.path().to_str().unwrap()]) else { return };
+    // Several execs first: the agent decides the container from its first records with
+    // metadata, and the mount comes after.
+    let script = "sleep 1; true; sleep 1; true; mount -t sysfs sysfs /mnt && echo mounted";
+    let c = Container::run(&["--privileged"], &["sh", "-c", script]);
+    let code = c.wait();
+    let logs = c.logs();
+    assert_eq!(code, 0, "the excepted container must run to the end: {logs}");
+    assert!(logs.contains("mounted"), "{logs}");
+    let alerts = e.monitor.collect(Duration::from_millis(800));
+    let acted: Vec<&str> = alerts
+        .iter()
+        .filter(|a| {
+            a.field("container.id") == c.id.as_str() && a.rule() == "Kernel pseudo-filesystem mounted in a container"
+        })
+        .map(|a| a.raw.as_str())
+        .collect();
+    assert!(acted.is_empty(), "an excepted container raised the rule: {acted:#?}");
+    let stderr = e.monitor.stop().join("\n");
+    assert!(stderr.contains(" 0 killed"), "{stderr}");
+    assert!(stderr.contains("spared by rule exceptions from the kernel's action for: pseudo-fs-mount"), "{stderr}");
+}

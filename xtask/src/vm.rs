@@ -30,7 +30,8 @@ const HOST_COLUMN: KernelSpec = KernelSpec { name: "host", suite: "", expect_com
 
 /// `dcea probe` on the machine running the matrix.
 fn host_probe(dcea: &Path) -> Option<GuestRun> {
-    let out = Command::new(dcea).args(["probe", "--format", "json"]).stderr(Stdio::null()).output().ok()?;
+    let out =
+        Command::new(dcea).args(["probe", "--enforce", "--format", "json"]).stderr(Stdio::null()).output().ok()?;
     let probe: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let release = probe["kernel"].as_str().unwrap_or_default().to_string();
     Some(GuestRun { release, probe: Some(probe), finished: true, ..GuestRun::default() })
@@ -56,8 +57,9 @@ pub const KERNELS: [KernelSpec; 3] = [
 const GUEST_TEST_TARGETS: [&str; 4] = ["cli", "monitor", "creds", "behaviour"];
 
 /// Tests that must run (not SKIP) on every matrix kernel: they are why the matrix exists.
-const MUST_RUN: [&str; 6] = [
+const MUST_RUN: [&str; 7] = [
     "behaviour_rules_fire_in_a_fake_container",
+    "lsm_deny_refuses_guarded_operations_in_a_fake_container",
     "commit_creds_fentry_reports_root_gain_in_container",
     "commit_creds_kprobe_fallback_reports_root_gain_in_container",
     "credentials_changed_outside_commit_creds_are_alerted",
@@ -311,9 +313,9 @@ fn test_executables(root: &Path) -> Result<Vec<(String, PathBuf)>> {
 /// Per-kernel expectations for the guest's probe test (tests/tests/cli.rs reads them).
 fn guest_env(spec: &KernelSpec) -> String {
     let mut expected: Vec<String> = Vec::new();
-    // Every namespace and behaviour program verifies and attaches on the matrix kernels
-    // (Debian's have module support, so init_module/finit_module exist).
-    for program in programs::required().chain(programs::BEHAVIOUR.iter()) {
+    // Every namespace, behaviour and LSM program verifies and attaches on the matrix kernels
+    // (Debian's have module support, so init_module/finit_module exist, and run the BPF LSM).
+    for program in programs::required().chain(programs::BEHAVIOUR.iter()).chain(programs::LSM.iter()) {
         expected.push(format!("{}=attached", program.name));
     }
     let (fentry, kprobe) = match spec.expect_commit_creds {
@@ -356,7 +358,7 @@ mount -t tmpfs tmpfs /tmp
 hostname dcea-vm
 . /dcea/env
 echo "@@DCEA-VM release $(uname -r)"
-/dcea/dcea probe --format json > /tmp/probe.json 2> /tmp/probe.err
+/dcea/dcea probe --enforce --format json > /tmp/probe.json 2> /tmp/probe.err
 echo "@@DCEA-VM probe-rc $?"
 cat /tmp/probe.err
 echo "@@DCEA-VM probe-begin"
@@ -386,6 +388,11 @@ echo "@@DCEA-VM done"
 poweroff -f
 "#;
 
+/// The guests' kernel command line: the BPF LSM among the active LSMs (Debian's default list
+/// already has it on 6.1; unknown names are ignored by older kernels).
+const GUEST_CMDLINE: &str =
+    "console=ttyS0 panic=-1 quiet loglevel=3 lsm=lockdown,capability,landlock,yama,apparmor,tomoyo,bpf";
+
 /// Boot one guest and parse its console.
 fn boot(qemu: &Path, accel: &str, name: &str, vmlinuz: &Path, initramfs: &Path) -> GuestRun {
     let started = Instant::now();
@@ -397,7 +404,7 @@ fn boot(qemu: &Path, accel: &str, name: &str, vmlinuz: &Path, initramfs: &Path) 
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initramfs)
-        .args(["-append", "console=ttyS0 panic=-1 quiet loglevel=3"])
+        .args(["-append", GUEST_CMDLINE])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

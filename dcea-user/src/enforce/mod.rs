@@ -7,6 +7,7 @@
 //! directory until `dcea release`.
 
 pub mod condemned;
+pub mod exempt;
 pub mod guards;
 pub mod release;
 

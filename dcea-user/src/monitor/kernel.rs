@@ -35,6 +35,7 @@ struct Counters {
     lost_priority: TotalTracker,
     untracked: TotalTracker,
     killed: TotalTracker,
+    denied: TotalTracker,
     decoded: TotalTracker,
     decode_errors: TotalTracker,
 }
@@ -87,6 +88,11 @@ impl Kernel {
             enforce: opts.enforce,
         };
         kernel.pipeline.enforce = opts.enforce;
+        for g in &report.guards {
+            if let Some(guard) = dcea_common::Guard::from_name(g.guard) {
+                kernel.pipeline.denied_in_kernel[guard as usize] = g.denied_in_kernel;
+            }
+        }
         if opts.enforce {
             // Containers condemned before a restart stay condemned under their current cgroup.
             let n = kernel.condemned.entries().count();
@@ -98,10 +104,32 @@ impl Kernel {
         Ok(kernel)
     }
 
-    /// New guard actions (SIGHUP).
+    /// New guard actions (SIGHUP). The rules changed, so every container's exemptions are
+    /// decided again.
     pub fn set_guards(&mut self, actions: &crate::enforce::guards::GuardActions) {
         if let Err(e) = crate::enforce::guards::write(&mut self.ebpf, actions) {
             tracing::warn!("updating the kernel's guards: {e}");
+        }
+        self.pipeline.exemptions.reset();
+        crate::enforce::exempt::clear(&mut self.ebpf);
+    }
+
+    /// Write the exemptions the pipeline decided since the last drain.
+    fn write_exemptions(&mut self) {
+        use crate::enforce::exempt;
+        let pending = std::mem::take(&mut self.pipeline.exemptions.pending);
+        if pending.is_empty() {
+            return;
+        }
+        let Some(root) = crate::enforce::condemned::cgroup2_root() else { return };
+        for (cgroup, mask) in pending {
+            match exempt::write(&mut self.ebpf, &root, &cgroup, mask) {
+                Ok(id) => eprintln!(
+                    "dcea: cgroup {cgroup} (id {id}) spared by rule exceptions from the kernel's action for: {}",
+                    exempt::describe(mask)
+                ),
+                Err(e) => tracing::warn!("exempting cgroup {cgroup}: {e}"),
+            }
         }
     }
 
@@ -174,6 +202,7 @@ impl Kernel {
         for pid in std::mem::take(&mut self.pipeline.stopped_targets) {
             std::thread::spawn(move || crate::enforce::resume_attach_stopped(pid));
         }
+        self.write_exemptions();
         if self.pipeline.condemned_seen || !self.pipeline.responses.is_empty() {
             self.pipeline.condemned_seen = false;
             self.enforce_condemned();
@@ -187,6 +216,7 @@ impl Kernel {
         c.emitted.update(&m.kernel_emitted, counter(&self.ebpf, stats::EMITTED));
         c.untracked.update(&m.kernel_untracked, counter(&self.ebpf, stats::TASKS_FULL));
         c.killed.update(&m.kernel_killed, counter(&self.ebpf, stats::KILLED));
+        c.denied.update(&m.kernel_denied, counter(&self.ebpf, stats::DENIED));
         c.decoded.update(&m.records_decoded, self.pipeline.stats.records);
         c.decode_errors.update(&m.decode_errors, self.pipeline.stats.decode_errors);
         // One statement per family guard: a second get_or_create while the first guard

@@ -4,7 +4,7 @@ use std::{fs, path::Path, time::Instant};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    programs::{BtfTracePoint, FEntry, KProbe, TracePoint},
+    programs::{BtfTracePoint, FEntry, KProbe, Lsm, TracePoint},
 };
 use dcea_common::{
     ABSENT, CGROUP_DFL, KernelConfig, NsKind, Offsets, names,
@@ -134,43 +134,34 @@ impl StartupReport {
 pub struct GuardStatus {
     pub guard: &'static str,
     pub action: &'static str,
-    /// `kill at hook (bpf_send_signal) in <program>`, or why nothing acts.
+    /// `kill at hook (bpf_send_signal) in <program>`, with the BPF LSM deny where it attached,
+    /// or why nothing acts.
     pub mechanism: String,
+    /// A BPF LSM program refuses the operation inside its syscall.
+    pub denied_in_kernel: bool,
 }
 
-/// How each guard is enforced on this kernel: by SIGKILL from the hook that recognises it,
-/// when that hook attached.
+/// How each guard is enforced on this kernel: refused by a BPF LSM program where one attached,
+/// and SIGKILL from the hook that recognises it.
 fn guard_statuses(actions: &crate::enforce::guards::GuardActions, programs: &[ProgramStatus]) -> Vec<GuardStatus> {
-    use dcea_common::Guard;
+    let attached = |names: &[&'static str]| -> Vec<&'static str> {
+        names.iter().copied().filter(|h| programs.iter().any(|p| p.name == *h && p.status == "attached")).collect()
+    };
     dcea_common::Guard::ALL
         .iter()
         .map(|&g| {
-            let hooks: &[&str] = match g {
-                Guard::HostNamespace => &["sys_exit_setns"],
-                Guard::ReleaseAgent | Guard::CorePattern | Guard::KernelControl | Guard::BinfmtRegister => {
-                    &["sys_exit_open", "sys_exit_openat", "sys_exit_openat2"]
-                }
-                Guard::RuntimeSocket => &["sys_enter_connect"],
-                Guard::HostDiskMount | Guard::PseudoFsMount => &["mount_behaviour"],
-                Guard::HostRoot => &["sys_exit_chroot", "sys_exit_pivot_root"],
-                Guard::PtraceOutside => &["sys_enter_ptrace"],
-                Guard::ModuleLoad => &["sys_enter_init_module", "sys_enter_finit_module"],
-                Guard::DeviceNode => &["sys_enter_mknod", "sys_enter_mknodat"],
-            };
-            let attached: Vec<&str> = hooks
-                .iter()
-                .copied()
-                .filter(|h| programs.iter().any(|p| p.name == *h && p.status == "attached"))
-                .collect();
+            let (hooks, lsm) = (attached(g.hooks()), attached(g.lsm_programs()));
             let action = actions[g as usize];
             let mechanism = if action == crate::enforce::Action::Alert {
                 "alert only".to_string()
-            } else if attached.is_empty() {
-                format!("no hook on this kernel ({}): nothing to act on", hooks.join(", "))
+            } else if hooks.is_empty() {
+                format!("no hook on this kernel ({}): nothing to act on", g.hooks().join(", "))
+            } else if lsm.is_empty() {
+                format!("kill at hook (bpf_send_signal) in {}", hooks.join(", "))
             } else {
-                format!("kill at hook (bpf_send_signal) in {}", attached.join(", "))
+                format!("deny (BPF LSM, -EPERM) in {}, and kill at hook in {}", lsm.join(", "), hooks.join(", "))
             };
-            GuardStatus { guard: g.name(), action: action.name(), mechanism }
+            GuardStatus { guard: g.name(), action: action.name(), mechanism, denied_in_kernel: !lsm.is_empty() }
         })
         .collect()
 }
@@ -248,6 +239,7 @@ fn describe(attach: &Attach) -> String {
         Attach::BtfTracePoint { event } => format!("tp_btf {event}"),
         Attach::FEntry { function } => format!("fentry {function}"),
         Attach::KProbe { function } => format!("kprobe {function}"),
+        Attach::Lsm { hook } => format!("lsm {hook}"),
     }
 }
 
@@ -297,7 +289,41 @@ fn attach_one(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: &Btf) -> Result<Option<u
             }
             verified(p.info())
         }
+        Attach::Lsm { hook } => {
+            let p: &mut Lsm = prog.try_into().map_err(e("load"))?;
+            p.load(hook, btf).map_err(e("load"))?;
+            if let Err(err) = p.attach() {
+                let _ = p.unload();
+                return Err(e("attach")(err));
+            }
+            verified(p.info())
+        }
     })
+}
+
+/// [`attach_one`] for a program the agent can run without: the outcome goes into `status`
+/// (attached with its instruction count, or failed with the reason); true when attached.
+fn attach_optional(
+    ebpf: &mut Ebpf,
+    spec: &ProgramSpec,
+    btf: &Btf,
+    status: &mut ProgramStatus,
+    started: Instant,
+) -> bool {
+    let attached = match attach_one(ebpf, spec, btf) {
+        Ok(verified_insns) => {
+            status.status = "attached";
+            status.verified_insns = verified_insns;
+            true
+        }
+        Err((stage, reason)) => {
+            status.status = "failed";
+            status.detail = explain(spec, stage, &reason);
+            false
+        }
+    };
+    status.load_ms = started.elapsed().as_millis() as u64;
+    attached
 }
 
 pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
@@ -355,21 +381,12 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         } else if !opts.commit_creds.allows(&spec.attach) {
             status.detail = format!("--commit-creds {}", opts.commit_creds.name());
         } else {
-            match attach_one(&mut ebpf, spec, &btf) {
-                Ok(verified_insns) => {
-                    commit_creds = match spec.attach {
-                        Attach::FEntry { .. } => "fentry",
-                        _ => "kprobe",
-                    };
-                    status.status = "attached";
-                    status.verified_insns = verified_insns;
-                }
-                Err((stage, reason)) => {
-                    status.status = "failed";
-                    status.detail = explain(spec, stage, &reason);
-                }
+            if attach_optional(&mut ebpf, spec, &btf, &mut status, started) {
+                commit_creds = match spec.attach {
+                    Attach::FEntry { .. } => "fentry",
+                    _ => "kprobe",
+                };
             }
-            status.load_ms = started.elapsed().as_millis() as u64;
         }
         statuses.push(status);
     }
@@ -386,16 +403,25 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
     let mut behaviour_missing = Vec::new();
     for spec in &programs::BEHAVIOUR {
         let started = Instant::now();
-        let mut status = ProgramStatus::new(spec, "attached");
-        match attach_one(&mut ebpf, spec, &btf) {
-            Ok(verified_insns) => status.verified_insns = verified_insns,
-            Err((stage, reason)) => {
-                behaviour_missing.push(spec.name);
-                status.status = "failed";
-                status.detail = explain(spec, stage, &reason);
-            }
+        let mut status = ProgramStatus::new(spec, "skipped");
+        if !attach_optional(&mut ebpf, spec, &btf, &mut status, started) {
+            behaviour_missing.push(spec.name);
         }
-        status.load_ms = started.elapsed().as_millis() as u64;
+        statuses.push(status);
+    }
+    // BPF LSM deny: only with --enforce, and only where the kernel runs the BPF LSM (a program
+    // attaches on a kernel built with it but not booted with it, and then never runs).
+    let bpf_lsm = sys::bpf_lsm_active();
+    for spec in &programs::LSM {
+        let started = Instant::now();
+        let mut status = ProgramStatus::new(spec, "skipped");
+        if !opts.enforce {
+            status.detail = "without --enforce".into();
+        } else if let Err(why) = &bpf_lsm {
+            status.detail = why.clone();
+        } else {
+            attach_optional(&mut ebpf, spec, &btf, &mut status, started);
+        }
         statuses.push(status);
     }
     if !behaviour_missing.is_empty() {
@@ -442,6 +468,12 @@ fn explain(spec: &ProgramSpec, stage: &str, reason: &str) -> String {
         }
         Attach::KProbe { .. } if first.contains("/sys/bus/event_source/devices/kprobe") || first.contains("kprobe_events") => {
             "this kernel has no kprobe support (CONFIG_KPROBES is off)".into()
+        }
+        Attach::Lsm { .. } if first.contains("Operation not permitted") => {
+            "BPF_PROG_LOAD refused with EPERM: this kernel does not allow BPF LSM programs (lockdown or a host policy); the kill at the hook still acts".into()
+        }
+        Attach::Lsm { hook } if first.contains("bpf_lsm_") || first.contains("BTF") => {
+            format!("this kernel has no LSM hook {hook} in its BTF (CONFIG_BPF_LSM or CONFIG_SECURITY_PATH off)")
         }
         Attach::TracePoint { category, name } if first.contains("/id`") || first.contains("No such file") => {
             format!("this kernel has no tracepoint {category}:{name} (the syscall is not built in, e.g. CONFIG_MODULES off)")

@@ -391,7 +391,7 @@ fn print_summary(kernel: Option<&Kernel>, trust: &WorkerSummary, delivery: &str)
     );
     match kernel {
         Some(k) => eprintln!(
-            "dcea: stopping: {} records, {} transitions, {} alerts, {} decode errors; kernel: {} emitted, {} lost (ring buffer full), {} lost on the priority channel, {} untracked (task map full), {} killed; {trust_part}; {delivery}",
+            "dcea: stopping: {} records, {} transitions, {} alerts, {} decode errors; kernel: {} emitted, {} lost (ring buffer full), {} lost on the priority channel, {} untracked (task map full), {} killed, {} denied by the BPF LSM; {trust_part}; {delivery}",
             k.pipeline.stats.records,
             k.pipeline.stats.transitions,
             k.pipeline.stats.alerts,
@@ -401,6 +401,7 @@ fn print_summary(kernel: Option<&Kernel>, trust: &WorkerSummary, delivery: &str)
             kernel::counter(&k.ebpf, stats::PRIORITY_RINGBUF_FULL),
             kernel::counter(&k.ebpf, stats::TASKS_FULL),
             kernel::counter(&k.ebpf, stats::KILLED),
+            kernel::counter(&k.ebpf, stats::DENIED),
         ),
         None => eprintln!("dcea: stopping (poll mode): {trust_part}; {delivery}"),
     }

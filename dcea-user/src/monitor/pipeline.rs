@@ -83,6 +83,10 @@ pub struct Pipeline {
     own_pid_ns: HashMap<String, u32>,
     /// --enforce: rules' actions the kernel did not take run from here, after the fact.
     pub enforce: bool,
+    /// Guards a BPF LSM program refuses inside the syscall (the operation never happened).
+    pub denied_in_kernel: [bool; dcea_common::GUARDS],
+    /// Containers a rule exception spares from its kernel guard (--enforce).
+    pub exemptions: crate::enforce::exempt::Exemptions,
     /// After-the-fact actions for the kernel side to carry out after this drain.
     pub responses: Vec<Response>,
     /// A record said the kernel condemned a container: finish it off after this drain.
@@ -115,6 +119,8 @@ impl Pipeline {
             rules: None,
             own_pid_ns: HashMap::new(),
             enforce: false,
+            denied_in_kernel: [false; dcea_common::GUARDS],
+            exemptions: Default::default(),
             responses: Vec::new(),
             condemned_seen: false,
             condemned: Vec::new(),
@@ -216,6 +222,12 @@ impl Pipeline {
         };
         let own = self.learn_pid_ns(container.as_ref(), kev.pid_ns());
         let kev = kev.with_learned_pid_ns(own);
+        if self.enforce
+            && meta.is_some()
+            && let Some(c) = &container
+        {
+            self.exemptions.decide(&rules, &kev, &c.id, &decoded.cgroup_path);
+        }
         if decoded.raw.flags & flags::CONDEMNED != 0 {
             self.condemned_seen = true;
             if let Some(c) = &container {
@@ -224,8 +236,10 @@ impl Pipeline {
         }
         if decoded.raw.flags & flags::KILLED != 0
             && dcea_common::Guard::from_flags(decoded.raw.flags) == Some(dcea_common::Guard::PtraceOutside)
+            && !self.denied_in_kernel[dcea_common::Guard::PtraceOutside as usize]
         {
-            // A host pid: the guard fires only for callers in the host's PID namespace.
+            // A host pid: the guard fires only for callers in the host's PID namespace. Without
+            // the LSM deny the attach happened, and its SIGSTOP is still the target's.
             self.stopped_targets.push(decoded.raw.args[dcea_common::arg::MODE] as u32);
         }
         let at = Enforced { record_flags: decoded.raw.flags, tgid: decoded.raw.tgid };
@@ -251,7 +265,8 @@ impl Pipeline {
             add_container_fields(f, container, meta);
             let (done, guard) = kernel_outcome(at.record_flags);
             let (action, enforced_at) = if done != Action::Alert {
-                (done, Some("kernel hook"))
+                let denied = guard.is_some_and(|g| self.denied_in_kernel[g as usize]);
+                (done, Some(if denied { "kernel hook; refused by the BPF LSM" } else { "kernel hook" }))
             } else if self.enforce && rule.action != Action::Alert && container.is_some() {
                 let start_time = crate::trust::procfs::start_time(at.tgid);
                 self.responses.push(Response { action: rule.action, tgid: at.tgid, start_time });

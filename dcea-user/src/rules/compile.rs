@@ -148,11 +148,22 @@ impl<'s> Compiler<'s> {
             condition::parse(self.store.text(text)).map_err(|e| fail(Span::Text { text, off: e.off }, e.message))?;
         let cond = self.ast(&ast, text, 0)?;
         let mut excepts = Vec::new();
+        // Exceptions on container fields alone name whole containers: the kernel's guard
+        // must spare those containers too (see Rule::exempts_container).
+        let mut container_excepts = Vec::new();
         for x in &def.exceptions {
             if let Some(e) = self.exception(x)? {
+                if names_container_only(x) {
+                    container_excepts.push(e.clone());
+                }
                 excepts.push(e);
             }
         }
+        let container_exempt = match container_excepts.len() {
+            0 => None,
+            1 => container_excepts.pop(),
+            _ => Some(Expr::Or(container_excepts.into_boxed_slice())),
+        };
         let expr = if excepts.is_empty() {
             cond
         } else {
@@ -204,6 +215,7 @@ impl<'s> Compiler<'s> {
             line: pos.map(|p| p.line).unwrap_or(0),
             types,
             expr,
+            container_exempt,
             output: template,
         })
     }
@@ -706,4 +718,15 @@ impl<'s> Compiler<'s> {
 fn unquote(s: &str) -> &str {
     let b = s.as_bytes();
     if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] { &s[1..s.len() - 1] } else { s }
+}
+
+/// Whether every field of an exception is a `container.*` field (it names containers, not
+/// events).
+fn names_container_only(x: &ExceptionDef) -> bool {
+    let container = |r: &Raw| matches!(r, Raw::Scalar(f, _) if f.starts_with("container."));
+    match &x.fields {
+        Some(Raw::Seq(fs, _)) => !fs.is_empty() && fs.iter().all(container),
+        Some(f) => container(f),
+        None => false,
+    }
 }

@@ -174,6 +174,9 @@ pub struct Rule {
     /// Event types the rule can match (the index it sits in).
     pub types: TypeSet,
     pub(crate) expr: eval::Expr,
+    /// The rule's exceptions on `container.*` fields alone: the containers they name are
+    /// spared by the rule's kernel guard under --enforce.
+    pub(crate) container_exempt: Option<eval::Expr>,
     pub(crate) output: output::Template,
 }
 
@@ -189,6 +192,13 @@ impl Rule {
     /// Evaluate the condition (disabled rules too: the index is what skips them).
     pub fn matches<E: EventView + ?Sized>(&self, ev: &E) -> bool {
         self.types.contains(ev.evt_type()) && self.expr.eval(ev)
+    }
+
+    /// Whether an exception of the rule names the container of `ev` as a whole (its image,
+    /// name, labels): then the rule never fires for that container, and its guard must not act
+    /// on it in the kernel either.
+    pub fn exempts_container<E: EventView + ?Sized>(&self, ev: &E) -> bool {
+        self.container_exempt.as_ref().is_some_and(|e| e.eval(ev))
     }
 
     /// The output line and the fields it references, rendered from the event.
