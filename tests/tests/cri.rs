@@ -339,3 +339,34 @@ fn cri_scan_config_names_pods_and_reads_what_the_runtime_declared() {
     assert!(ids.iter().any(|i| i.contains("PRIVILEGED")), "{ids:?}");
     assert!(!stdout.contains(&other), "only the selected container");
 }
+
+/// kill-container on a Kubernetes node: the pod's container dies at the hook, the kernel
+/// condemns its cgroup, and the agent stops it through the CRI runtime, so the runtime (and a
+/// kubelet) knows why it stopped. The device node it tried is not left behind where the LSM
+/// refuses it; here (kill at the hook alone) the test asserts the kill and the stop.
+#[test]
+fn cri_kill_container_stops_the_pod_container_through_the_runtime() {
+    let Some(mut cri) = Containerd::start("cri_kill_container") else { return };
+    let state = tempfile::tempdir().expect("state dir");
+    let mut monitor = Monitor::start(&[
+        "--cri-socket",
+        &cri.socket.to_string_lossy(),
+        "--enforce",
+        "--storm-window",
+        "0s",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    let pod = cri.run_pod("condemned", PodSpec { privileged: true, ..Default::default() });
+    let id = cri.run_container(&pod, "mknod", "sleep 3; mknod /tmp/sda b 8 0; echo survived; sleep 30");
+    let (a, _) = wait_rule(&mut monitor, "Device node created in a container", &id, Duration::from_secs(20));
+    assert_eq!(a.field("dcea.action"), "kill-container", "{}", a.raw);
+    assert_eq!(cri.wait_exit(&id, Duration::from_secs(10)), 137, "{}", cri.log_tail());
+    let stderr = monitor.stop().join("\n");
+    assert!(
+        stderr
+            .contains(&format!("condemned container {id} stopped through the CRI runtime at {}", cri.socket.display())),
+        "{stderr}"
+    );
+    cri.stop_pod(&pod);
+}

@@ -165,12 +165,23 @@ impl Kernel {
             eprintln!("dcea: condemned container {} (cgroup {}): its tasks are killed", e.container_id, e.cgroup);
             if !e.container_id.is_empty() {
                 let socket = crate::container::engine::socket_path();
+                let cri_sockets = self.pipeline.ctx.metadata.cri().map(|c| c.sockets()).unwrap_or_default();
                 let id = e.container_id.clone();
-                // The engine may be slow or gone; the cgroup is already dead either way.
+                // The engines may be slow or gone; the cgroup is already dead either way.
                 std::thread::spawn(move || {
                     let path = format!("/containers/{id}/kill");
                     if let Err(err) = crate::container::engine::post(&socket, &path) {
                         tracing::debug!("telling the engine to kill {id}: {err}");
+                    }
+                    match crate::container::cri::stop_container(&cri_sockets, &id) {
+                        Ok(Some(sock)) => {
+                            eprintln!(
+                                "dcea: condemned container {id} stopped through the CRI runtime at {}",
+                                sock.display()
+                            )
+                        }
+                        Ok(None) => {}
+                        Err(err) => tracing::warn!("stopping condemned container {id} through the CRI runtime: {err}"),
                     }
                 });
             }

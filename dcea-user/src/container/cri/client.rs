@@ -105,6 +105,16 @@ pub async fn list_pod_sandboxes(c: &mut Client) -> Result<Vec<api::PodSandbox>, 
         .map_err(|s| CriError::call("ListPodSandbox", s))
 }
 
+/// Stop a container now (timeout 0: no grace period, the runtime kills it); `Ok(false)` when
+/// the runtime does not know it.
+pub async fn stop_container(c: &mut Client, id: &str) -> Result<bool, CriError> {
+    match c.stop_container(api::StopContainerRequest { container_id: id.to_string(), timeout: 0 }).await {
+        Ok(_) => Ok(true),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+        Err(s) => Err(CriError::call("StopContainer", s)),
+    }
+}
+
 /// `None` when the runtime does not know the container (any more).
 pub async fn container_status(c: &mut Client, id: &str) -> Result<Option<api::ContainerStatusResponse>, CriError> {
     match c.container_status(api::ContainerStatusRequest { container_id: id.to_string(), verbose: true }).await {

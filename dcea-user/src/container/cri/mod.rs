@@ -242,6 +242,26 @@ impl Drop for Shared {
     }
 }
 
+/// Stop container `id` through whichever runtime knows it (kill-container under --enforce: the
+/// runtime learns why its container died, and a kubelet sees it stopped, not crashed). The
+/// socket of the runtime that stopped it; `Ok(None)` when none knows it. Blocking: call from
+/// a thread of its own.
+pub fn stop_container(sockets: &[PathBuf], id: &str) -> Result<Option<PathBuf>, CriError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CriError::Runtime(e.to_string()))?;
+    let mut last = None;
+    for sock in sockets {
+        match rt.block_on(async { client::stop_container(&mut client::connect(sock).await?, id).await }) {
+            Ok(true) => return Ok(Some(sock.clone())),
+            Ok(false) => {}
+            Err(e) => last = Some(e),
+        }
+    }
+    last.map_or(Ok(None), Err)
+}
+
 /// One synchronous listing of every socket, verbose statuses included (one-shot commands:
 /// `dcea trust verify`, `dcea scan config`; never the alert path, never inside an async
 /// runtime).
