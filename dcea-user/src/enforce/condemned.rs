@@ -127,12 +127,17 @@ impl Condemned {
         report
     }
 
+    /// Where the cgroup v2 hierarchy is mounted, as found at start.
+    pub fn cgroup2(&self) -> Option<&Path> {
+        self.cgroup2.as_deref()
+    }
+
     /// A container the kernel condemned, as its record named it (container id, cgroup path):
     /// kept even when its cgroup is already gone, so that a restart of it is refused too.
     /// Returns the entry when it is new.
     pub fn note(&mut self, container_id: &str, cgroup: &str) -> Option<Entry> {
-        let cgroup = cgroup.trim_matches('/');
-        if cgroup.is_empty() || self.entries.contains_key(cgroup) || cgroup.split('/').any(|c| c == "..") {
+        let cgroup = record_cgroup(cgroup)?;
+        if self.entries.contains_key(cgroup) {
             return None;
         }
         let root = self.cgroup2.clone()?;
@@ -225,6 +230,13 @@ fn entry_for(root: &Path, dir: &Path, id: u64) -> Entry {
     let container_id = crate::container::from_cgroup_path(&cgroup).map(|c| c.id).unwrap_or_default();
     let condemned_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     Entry { cgroup, cgroup_id: id, container_id, condemned_at }
+}
+
+/// A cgroup path as a kernel record names it, relative to the cgroup v2 root: None for the
+/// root itself (the host) or a path that climbs out of it.
+pub fn record_cgroup(cgroup: &str) -> Option<&str> {
+    let rel = cgroup.trim_matches('/');
+    (!rel.is_empty() && !rel.split('/').any(|c| c == "..")).then_some(rel)
 }
 
 /// The `0::/path` line of a /proc/<pid>/cgroup, without the leading slash.

@@ -68,10 +68,7 @@ pub fn describe(mask: u32) -> String {
 
 /// Write one exemption under the cgroup's current id; the cgroup id, or why not.
 pub fn write(ebpf: &mut aya::Ebpf, cgroup2: &Path, cgroup: &str, mask: u32) -> Result<u64, String> {
-    let rel = cgroup.trim_matches('/');
-    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
-        return Err(format!("cgroup path {cgroup:?}"));
-    }
+    let rel = super::condemned::record_cgroup(cgroup).ok_or_else(|| format!("cgroup path {cgroup:?}"))?;
     let id = std::fs::metadata(cgroup2.join(rel)).map_err(|e| format!("{cgroup}: {e}"))?.ino();
     let mut map: aya::maps::HashMap<_, u64, u32> = ebpf
         .map_mut(names::EXEMPT_MAP)

@@ -1,7 +1,7 @@
 //! The kernel side of a running monitor: the two ring buffers (priority first), the drain
 //! into the pipeline, and the kernel's counters.
 
-use std::io;
+use std::{io, path::Path};
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use dcea_common::{names, stats};
@@ -121,7 +121,7 @@ impl Kernel {
         if pending.is_empty() {
             return;
         }
-        let Some(root) = crate::enforce::condemned::cgroup2_root() else { return };
+        let Some(root) = self.condemned.cgroup2().map(Path::to_path_buf) else { return };
         for (cgroup, mask) in pending {
             match exempt::write(&mut self.ebpf, &root, &cgroup, mask) {
                 Ok(id) => eprintln!(
