@@ -20,7 +20,7 @@ use crate::{DCEA_RUNTIME, DCEA_TASKS, SIGKILL, count, task::config};
 
 /// The action per guard ([`action`]), written by the agent from its rules.
 #[map]
-static DCEA_GUARDS: Array<u32> = Array::with_max_entries(GUARDS as u32, 0);
+pub(crate) static DCEA_GUARDS: Array<u32> = Array::with_max_entries(GUARDS as u32, 0);
 
 /// cgroup v2 id of a container → the guards (bit `1 << guard`) a rule's exception spares it
 /// from: the record is still sent, the action is not taken. Written by the agent.
@@ -28,21 +28,13 @@ static DCEA_GUARDS: Array<u32> = Array::with_max_entries(GUARDS as u32, 0);
 static DCEA_EXEMPT: HashMap<u64, u32> = HashMap::with_max_entries(EXEMPT_MAX, 0);
 const EXEMPT_MAX: u32 = 4096;
 
-/// The agent's action for guard `code` (see [`code`]) on the current task: [`action::ALERT`]
-/// for code 0, a guard set to alert, or a container a rule exception spares from it (see
-/// [`DCEA_EXEMPT`], looked up only once a guard matched with an action).
+/// Whether the current task's container is spared from `guard`'s action (see [`DCEA_EXEMPT`]).
+/// Looked up only once a guard matched with an action.
 #[inline(always)]
-pub(crate) fn guard_action(code: u32) -> u32 {
-    // Code 0 looks up index u32::MAX: no entry, no action.
-    let guard = code.wrapping_sub(1);
-    let act = DCEA_GUARDS.get(guard).copied().unwrap_or(action::ALERT);
-    if act == action::ALERT {
-        return act;
-    }
+pub(crate) fn exempt(guard: u32) -> bool {
     // SAFETY: a helper without arguments; a lookup by value, the entry is copied.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    let spared = unsafe { DCEA_EXEMPT.get(cgroup) }.is_some_and(|mask| (*mask >> (guard & 31)) & 1 != 0);
-    if spared { action::ALERT } else { act }
+    unsafe { DCEA_EXEMPT.get(cgroup) }.is_some_and(|mask| (*mask >> (guard & 31)) & 1 != 0)
 }
 
 /// cgroup v2 id of each condemned container → when it was condemned (ktime ns).
@@ -89,8 +81,9 @@ pub fn enforce(code: u32) -> u32 {
     if config!(enforce) == 0 {
         return fl;
     }
-    let act = guard_action(code);
-    if act != action::ALERT {
+    // Code 0 looks up index u32::MAX: no entry, no action.
+    let act = DCEA_GUARDS.get(code.wrapping_sub(1)).copied().unwrap_or(action::ALERT);
+    if act != action::ALERT && !exempt(code.wrapping_sub(1)) {
         // SAFETY: a helper on the current task.
         if unsafe { bpf_send_signal(SIGKILL) } == 0 {
             fl |= flags::KILLED;
