@@ -65,7 +65,8 @@ pub const fn legit_change_mask(hook: Hook) -> u32 {
         | Hook::Mknodat
         | Hook::Bpf
         | Hook::Chroot
-        | Hook::PivotRoot => 0,
+        | Hook::PivotRoot
+        | Hook::Signal => 0,
     }
 }
 

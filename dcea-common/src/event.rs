@@ -119,6 +119,8 @@ pub enum Hook {
     Bpf = 22,
     Chroot = 23,
     PivotRoot = 24,
+    /// tp_btf signal_generate: a container task signalled the agent or its sentinel.
+    Signal = 25,
 }
 
 impl Hook {
@@ -148,6 +150,7 @@ impl Hook {
             22 => Hook::Bpf,
             23 => Hook::Chroot,
             24 => Hook::PivotRoot,
+            25 => Hook::Signal,
             _ => return None,
         })
     }
@@ -179,6 +182,7 @@ impl Hook {
             Hook::Bpf => "bpf",
             Hook::Chroot => "chroot",
             Hook::PivotRoot => "pivot_root",
+            Hook::Signal => "kill",
         }
     }
 
@@ -259,6 +263,9 @@ pub mod flags {
     pub const HOST_FS_PATH: u32 = 1 << 16;
     /// The kill of this record also condemned the task's container (kill-container).
     pub const CONDEMNED: u32 = 1 << 17;
+    /// Behaviour (signal, ptrace): the target is the dcea agent or its sentinel
+    /// ([`crate::agent_role`]).
+    pub const AGENT_TARGET: u32 = 1 << 18;
     /// Bits 24..28: the [`crate::Guard`] the record matched, plus one (0: none).
     pub const GUARD_SHIFT: u32 = 24;
     pub const GUARD_MASK: u32 = 0xf << GUARD_SHIFT;
@@ -364,6 +371,20 @@ pub mod arg {
     pub const DEV: usize = 2;
     /// open*, finit_module: `s_magic` of the file's superblock.
     pub const MAGIC: usize = 3;
+    /// signal: the signal number (at [`FLAGS`]), the target's tgid (at [`MODE`]), the
+    /// signalled thread (at [`DEV`]) and its [`crate::agent_role`] (here).
+    pub const ROLE: usize = 3;
+}
+
+/// Who a pid of the self-protection map (`DCEA_SELF`, tid → role) is.
+pub mod agent_role {
+    /// A thread of the monitor: signals to it go to the sentinel's ring, since a stopped or
+    /// killed agent cannot report them itself.
+    pub const AGENT: u32 = 1;
+    /// A thread of the sentinel: signals to it go to the agent's ring.
+    pub const SENTINEL: u32 = 2;
+    /// Threads the map holds (agent and sentinel together).
+    pub const MAX_THREADS: u32 = 512;
 }
 
 /// One behaviour record: what a containerised task did, with enough context to evaluate rules

@@ -34,6 +34,10 @@ pub mod names {
     pub const CONDEMNED_MAP: &str = "DCEA_CONDEMNED";
     /// cgroup v2 id of a container → the guards a rule exception spares it from (bit per guard).
     pub const EXEMPT_MAP: &str = "DCEA_EXEMPT";
+    /// Thread id → [`crate::agent_role`]: the agent's and the sentinel's threads.
+    pub const SELF_MAP: &str = "DCEA_SELF";
+    /// Signals to the agent, read by its sentinel (a stopped agent reads nothing).
+    pub const SENTINEL_EVENTS_MAP: &str = "DCEA_SENTINEL";
 }
 
 /// Namespace kinds tracked per task, in snapshot order.

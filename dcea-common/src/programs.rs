@@ -156,6 +156,15 @@ pub const LSM: [ProgramSpec; 6] = lsm![
     "kernel_read_file" => "lsm_kernel_read_file",
 ];
 
+/// Self-protection: signals from containers to the agent or its sentinel, seen where the
+/// kernel generates them (kill, tkill, tgkill, pidfd_send_signal, a ptrace attach's SIGSTOP).
+pub const SELF_PROTECTION: [ProgramSpec; 1] = [ProgramSpec {
+    name: "signal_generate",
+    attach: Attach::BtfTracePoint { event: "signal_generate" },
+    capability: "self-protection",
+    required: false,
+}];
+
 /// Every required program, in attach order.
 pub fn required() -> impl Iterator<Item = &'static ProgramSpec> {
     SYSCALLS.iter().flatten().chain(SCHED.iter())
@@ -163,5 +172,5 @@ pub fn required() -> impl Iterator<Item = &'static ProgramSpec> {
 
 /// Every program the object contains.
 pub fn all() -> impl Iterator<Item = &'static ProgramSpec> {
-    required().chain(COMMIT_CREDS.iter()).chain(BEHAVIOUR.iter()).chain(LSM.iter())
+    required().chain(COMMIT_CREDS.iter()).chain(BEHAVIOUR.iter()).chain(SELF_PROTECTION.iter()).chain(LSM.iter())
 }

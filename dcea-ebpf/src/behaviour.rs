@@ -10,7 +10,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_task, generated},
     macros::tracepoint,
-    maps::ring_buf::RingBufEntry,
+    maps::{RingBuf, ring_buf::RingBufEntry},
     programs::TracePointContext,
 };
 use dcea_common::{
@@ -72,7 +72,7 @@ pub(crate) fn watched(state_flags: u32) -> bool {
 /// here. A task of a condemned container is killed here instead, also while the runtime is
 /// still setting it up (a `docker exec` into it).
 #[inline(always)]
-fn current_container_task() -> Option<(Task, TaskSnapshot)> {
+pub(crate) fn current_container_task() -> Option<(Task, TaskSnapshot)> {
     let (pid, _) = current_ids()?;
     let task = Task(unsafe { bpf_get_current_task() });
     if let Some(state) = DCEA_TASKS.get_ptr(pid) {
@@ -98,7 +98,7 @@ fn current_container_task() -> Option<(Task, TaskSnapshot)> {
 
 /// A behaviour record whose common part is written ([`begin`]); the hook adds its strings
 /// through [`Record::ev`], then [`Record::submit`].
-struct Record {
+pub(crate) struct Record {
     entry: RingBufEntry<Behaviour>,
     wake: bool,
 }
@@ -111,7 +111,7 @@ impl Record {
     }
 
     #[inline(always)]
-    fn submit(self) {
+    pub(crate) fn submit(self) {
         self.entry.submit(crate::wakeup_flags(self.wake));
         count(stats::EMITTED);
         count(stats::BEHAVIOURS);
@@ -136,7 +136,23 @@ fn begin(
     extra_flags: u32,
     wake: bool,
 ) -> Option<Record> {
-    let Some(mut entry) = DCEA_EVENTS.reserve::<Behaviour>(0) else {
+    begin_on(&DCEA_EVENTS, hook, task, snap, ret, args, extra_flags, wake)
+}
+
+/// [`begin`] on another ring than the agent's main one (the sentinel's).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn begin_on(
+    ring: &RingBuf,
+    hook: Hook,
+    task: Task,
+    snap: &TaskSnapshot,
+    ret: i64,
+    args: [u64; 4],
+    extra_flags: u32,
+    wake: bool,
+) -> Option<Record> {
+    let Some(mut entry) = ring.reserve::<Behaviour>(0) else {
         count(stats::RINGBUF_FULL);
         return None;
     };
@@ -643,7 +659,11 @@ pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
     };
     let target = syscall_arg(&ctx, 1);
     let guard = enforce(code(Guard::PtraceOutside, ptrace_target_outside(&snap, target as u32) as u32));
-    emit(begin(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT | guard, true), |_| {});
+    let agent = crate::agent::target_flag(target as u32);
+    emit(
+        begin(Hook::Ptrace, task, &snap, 0, [request, target, 0, 0], flags::BEFORE_RESULT | guard | agent, true),
+        |_| {},
+    );
     0
 }
 
@@ -692,26 +712,47 @@ pub fn sys_enter_mknodat(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// bpf() commands that load code into the kernel or create objects; lookups and updates of
-/// existing maps (the bulk of bpf() traffic) stay in the kernel.
+/// bpf() commands that load code into the kernel, create objects, or take hold of existing
+/// programs, maps and links (how a container would detach or rewrite a security agent's);
+/// lookups and updates through fds a process already has (the bulk of bpf() traffic) stay in
+/// the kernel.
 #[inline(always)]
-fn bpf_cmd_loads(cmd: u64) -> bool {
+fn bpf_cmd_reported(cmd: u64) -> bool {
     const BPF_MAP_CREATE: u64 = 0;
     const BPF_PROG_LOAD: u64 = 5;
+    const BPF_OBJ_GET: u64 = 7;
     const BPF_PROG_ATTACH: u64 = 8;
+    const BPF_PROG_DETACH: u64 = 9;
+    const BPF_PROG_GET_FD_BY_ID: u64 = 13;
+    const BPF_MAP_GET_FD_BY_ID: u64 = 14;
     const BPF_RAW_TRACEPOINT_OPEN: u64 = 17;
     const BPF_BTF_LOAD: u64 = 18;
     const BPF_LINK_CREATE: u64 = 28;
+    const BPF_LINK_UPDATE: u64 = 29;
+    const BPF_LINK_GET_FD_BY_ID: u64 = 30;
+    const BPF_LINK_DETACH: u64 = 34;
     matches!(
         cmd,
-        BPF_MAP_CREATE | BPF_PROG_LOAD | BPF_PROG_ATTACH | BPF_RAW_TRACEPOINT_OPEN | BPF_BTF_LOAD | BPF_LINK_CREATE
+        BPF_MAP_CREATE
+            | BPF_PROG_LOAD
+            | BPF_OBJ_GET
+            | BPF_PROG_ATTACH
+            | BPF_PROG_DETACH
+            | BPF_PROG_GET_FD_BY_ID
+            | BPF_MAP_GET_FD_BY_ID
+            | BPF_RAW_TRACEPOINT_OPEN
+            | BPF_BTF_LOAD
+            | BPF_LINK_CREATE
+            | BPF_LINK_UPDATE
+            | BPF_LINK_GET_FD_BY_ID
+            | BPF_LINK_DETACH
     )
 }
 
 #[tracepoint]
 pub fn sys_enter_bpf(ctx: TracePointContext) -> u32 {
     let cmd = syscall_arg(&ctx, 0);
-    if !bpf_cmd_loads(cmd) {
+    if !bpf_cmd_reported(cmd) {
         return 0;
     }
     let Some((task, snap)) = current_container_task() else {

@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+mod agent;
 mod behaviour;
 mod guard;
 mod lsm;

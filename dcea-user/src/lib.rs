@@ -18,6 +18,7 @@ pub mod monitor;
 pub mod output;
 pub mod rules;
 pub mod scan;
+pub mod sentinel;
 pub mod sinks;
 pub mod sys;
 pub mod trust;

@@ -246,12 +246,26 @@ impl Monitor {
 }
 
 impl Drop for Monitor {
+    /// A clean stop (SIGINT) where it answers: a killed agent leaves its run marker unclean,
+    /// and the next test's agent would report the gap as an alert.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        stop_child(&mut self.child);
     }
+}
+
+/// SIGINT a dcea we started, give it 10 s to stop cleanly, then SIGKILL.
+pub fn stop_child(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A process of ours that stays put in the host namespaces: the escape target (never PID 1).

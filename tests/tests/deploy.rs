@@ -402,3 +402,84 @@ fn xtask_install_stages_everything() {
     install();
     assert_eq!(read(&d.join("etc/dcea/dcea.yaml")), "mode: poll\n");
 }
+
+/// Self-protection: a `--pid=host --privileged` container stops and then kills the agent.
+/// The sentinel writes a Critical alert naming the container to the file sink (which outlives
+/// the agent) before the agent dies, and resumes the stopped agent; the next agent reports
+/// that the last one stopped abnormally, for how long, and who did it.
+#[test]
+fn a_container_that_stops_and_kills_the_agent_is_reported_and_the_restart_reports_the_gap() {
+    const T: &str = "a_container_that_stops_and_kills_the_agent_is_reported_and_the_restart_reports_the_gap";
+    if !require_root(T) || !docker::available(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("alerts.json");
+    let state = dir.path().join("state");
+    let output = format!("file:{}", sink.display());
+    let args = ["--output", output.as_str(), "--state-dir", state.to_str().unwrap()];
+    let agent = Monitor::start(&args);
+    assert!(
+        agent.stderr_lines.iter().any(|l| l.contains("signal_generate") && l.contains("attached")),
+        "the self-protection program attaches: {:?}",
+        agent.stderr_lines
+    );
+    let pid = agent.pid();
+    let name = docker::unique_name("dcea-attacker");
+    let script = format!("kill -STOP {pid}; sleep 2; grep State /proc/{pid}/status; kill -KILL {pid}");
+    let c = Container::run(&["--name", &name, "--pid=host", "--privileged"], &["sh", "-c", &script]);
+    assert_eq!(c.wait(), 0, "{}", c.logs());
+    let logs = c.logs();
+    assert!(!logs.contains("stopped"), "the sentinel resumed the stopped agent: {logs}");
+    // Our child: a zombie until the harness reaps it.
+    let dead = || std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dead() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(dead(), "the agent died by SIGKILL");
+    // The sentinel has written both before it exits with the agent.
+    let mut alerts: Vec<serde_json::Value> = Vec::new();
+    while Instant::now() < deadline + Duration::from_secs(5) {
+        let text = std::fs::read_to_string(&sink).unwrap_or_default();
+        alerts = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        if alerts.iter().filter(|a| a["rule"] == "dcea agent signalled from a container").count() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let signalled: Vec<&serde_json::Value> =
+        alerts.iter().filter(|a| a["rule"] == "dcea agent signalled from a container").collect();
+    assert_eq!(signalled.len(), 2, "one per signal: {alerts:#?}");
+    for (a, sig) in signalled.iter().zip(["SIGSTOP", "SIGKILL"]) {
+        assert_eq!(a["priority"], "Critical");
+        assert_eq!(a["output_fields"]["container.name"], name.as_str(), "{a:#}");
+        assert_eq!(a["output_fields"]["container.id"], c.id.as_str(), "{a:#}");
+        assert_eq!(a["output_fields"]["dcea.reported_by"], "sentinel");
+        assert!(a["output"].as_str().unwrap().contains(&format!("signal={sig}")), "{a:#}");
+    }
+    drop(agent);
+
+    let again = Monitor::start(&args);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gap = loop {
+        let text = std::fs::read_to_string(&sink).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|a| a["rule"] == "dcea agent stopped abnormally");
+        match found {
+            Some(a) => break a,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            None => panic!("no gap report after the restart: {text}"),
+        }
+    };
+    let f = &gap["output_fields"];
+    assert_eq!(gap["priority"], "Critical", "{gap:#}");
+    assert_eq!(f["container.name"], name.as_str(), "{gap:#}");
+    assert_eq!(f["dcea.previous.pid"], pid);
+    assert!(f["dcea.down_seconds"].as_f64().unwrap() > 0.0, "{gap:#}");
+    assert!(f["dcea.previous.ended"].is_string(), "the sentinel saw the exit: {gap:#}");
+    let stop = again.stop();
+    assert!(stop.iter().any(|l| l.contains("dcea: stopping")), "{stop:?}");
+}

@@ -315,7 +315,11 @@ fn guest_env(spec: &KernelSpec) -> String {
     let mut expected: Vec<String> = Vec::new();
     // Every namespace, behaviour and LSM program verifies and attaches on the matrix kernels
     // (Debian's have module support, so init_module/finit_module exist, and run the BPF LSM).
-    for program in programs::required().chain(programs::BEHAVIOUR.iter()).chain(programs::LSM.iter()) {
+    for program in programs::required()
+        .chain(programs::BEHAVIOUR.iter())
+        .chain(programs::SELF_PROTECTION.iter())
+        .chain(programs::LSM.iter())
+    {
         expected.push(format!("{}=attached", program.name));
     }
     let (fentry, kprobe) = match spec.expect_commit_creds {

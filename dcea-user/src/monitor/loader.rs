@@ -409,6 +409,13 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         }
         statuses.push(status);
     }
+    // Self-protection: optional (the sentinel still watches the agent's exit without it).
+    for spec in &programs::SELF_PROTECTION {
+        let started = Instant::now();
+        let mut status = ProgramStatus::new(spec, "skipped");
+        attach_optional(&mut ebpf, spec, &btf, &mut status, started);
+        statuses.push(status);
+    }
     // BPF LSM deny: only with --enforce, and only where the kernel runs the BPF LSM (a program
     // attaches on a kernel built with it but not booted with it, and then never runs).
     let bpf_lsm = sys::bpf_lsm_active();

@@ -198,6 +198,9 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     if !crate::sys::is_root() {
         return Err(Error::NotRoot);
     }
+    if let Some(env) = crate::sentinel::SentinelEnv::from_env() {
+        return crate::sentinel::watch::run(&opts, env).await;
+    }
     // Before anything that leaves state behind: a stop signal that arrives while the programs
     // load or the first pass runs is handled once dcea is ready (the trust table is saved),
     // instead of killing it half-way.
@@ -237,6 +240,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
             Err(e) => return Err(e),
         },
     };
+    crate::sentinel::set_agent_files(&opts.state_dir, opts.rules.rules_dir.as_deref(), None);
+    let mut sentinel = kernel.as_mut().and_then(|k| start_sentinel(&mut k.ebpf));
     if let Some(k) = kernel.as_mut() {
         k.pipeline.rules = Some(rules.clone());
         metrics.programs_attached.set(k.attached as i64);
@@ -251,6 +256,14 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     metadata.wait_ready(Duration::from_secs(2));
 
     let (store, loaded) = open_store(&opts)?;
+    // Only the agent that holds the state directory keeps its run marker.
+    let (mut run_marker, gap) = match &store {
+        Some(_) => {
+            let (m, gap) = crate::sentinel::marker::RunMarker::begin(&opts.state_dir, &ctx.hostname);
+            (Some(m), gap)
+        }
+        None => (None, None),
+    };
     let mut checker = TrustChecker::new(ctx.clone(), opts.enforce);
     if let Loaded::Database(f) = &loaded {
         checker.restore(f);
@@ -281,6 +294,10 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         }
     };
     router.trust_pass(&first);
+    if let Some(gap) = gap {
+        eprintln!("dcea: {}", gap.output);
+        router.delivery.submit(gap);
+    }
     let mode = if kernel.is_some() { "ebpf" } else { "poll" };
     eprintln!(
         "dcea: ready (mode {mode}; trust pass every {}: {} containers, {} container processes, {} violations, first pass {:.1} ms)",
@@ -317,7 +334,11 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
             },
             _ = tick.tick() => {
                 metrics.health.beat();
+                if let Some(m) = run_marker.as_mut() {
+                    m.heartbeat();
+                }
                 if let Some(k) = kernel.as_mut() {
+                    keep_sentinel(&mut k.ebpf, &mut sentinel);
                     k.enforce_condemned();
                     let lost = k.export(&metrics);
                     let action = loss.observe(lost, Instant::now(), &ctx.hostname);
@@ -364,7 +385,49 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     drain_trust(&mut trust_rx, &mut router);
     let delivery_part = format!("delivery: {}", router.delivery.stop(STOP_GRACE));
     print_summary(kernel.as_ref(), &summary, &delivery_part);
+    if let Some(s) = sentinel {
+        s.stop();
+    }
+    if let Some(m) = run_marker {
+        m.clean_stop();
+    }
     result
+}
+
+/// Start the sentinel and protect both processes' threads in the kernel. Without it the agent
+/// still runs: its own signals are then judged by no one, which it says.
+fn start_sentinel(ebpf: &mut aya::Ebpf) -> Option<crate::sentinel::Sentinel> {
+    match crate::sentinel::Sentinel::spawn(ebpf) {
+        Ok(s) => {
+            protect(ebpf, Some(s.pid()));
+            Some(s)
+        }
+        Err(e) => {
+            eprintln!("dcea: WARNING: self-protection: no sentinel ({e}); a stopped or killed agent goes unreported");
+            protect(ebpf, None);
+            None
+        }
+    }
+}
+
+fn protect(ebpf: &mut aya::Ebpf, sentinel: Option<u32>) {
+    let want = crate::sentinel::threads::wanted(std::process::id(), sentinel);
+    if let Err(e) = crate::sentinel::threads::sync(ebpf, &want) {
+        tracing::warn!("self-protection map: {e}");
+    }
+}
+
+/// Every second: new threads protected, and a sentinel that died (its signal was reported by
+/// the agent's own ring) started again.
+fn keep_sentinel(ebpf: &mut aya::Ebpf, sentinel: &mut Option<crate::sentinel::Sentinel>) {
+    if let Some(s) = sentinel.as_mut()
+        && !s.alive()
+    {
+        eprintln!("dcea: WARNING: the sentinel {} exited; starting another", s.pid());
+        *sentinel = start_sentinel(ebpf);
+        return;
+    }
+    protect(ebpf, sentinel.as_ref().map(|s| s.pid()));
 }
 
 /// How long the sinks get at stop to write what is queued (network sinks spool the rest).

@@ -42,6 +42,7 @@ pub fn evt_type_of(hook: Hook) -> Option<EvtType> {
         Hook::Clone | Hook::Fork => EvtType::Clone,
         Hook::Clone3 => EvtType::Clone3,
         Hook::Setns => EvtType::Setns,
+        Hook::Signal => EvtType::Kill,
         Hook::MoveMount | Hook::Fsmount | Hook::OpenTree | Hook::Exit | Hook::CommitCreds => return None,
     })
 }
@@ -408,7 +409,18 @@ impl EventView for KernelEvent<'_> {
                 _ => Value::None,
             },
             FieldId::ArgPid => match (self.evt_type, raw_args) {
-                (EvtType::Ptrace, Some(a)) => Value::Num(a[arg::MODE] as i32 as i64),
+                (EvtType::Ptrace | EvtType::Kill, Some(a)) => Value::Num(a[arg::MODE] as i32 as i64),
+                _ => Value::None,
+            },
+            FieldId::ArgSig => match (self.evt_type, raw_args) {
+                (EvtType::Kill, Some(a)) => Value::Num(a[arg::FLAGS] as i64),
+                _ => Value::None,
+            },
+            FieldId::TargetAgent => match (self.evt_type, b) {
+                (EvtType::Kill | EvtType::Ptrace, Some(b)) => Value::Bool(b.raw.flags & flags::AGENT_TARGET != 0),
+                (t, Some(_)) if t.is_open() => self.host_path().map_or(Value::None, |p| {
+                    Value::Bool(crate::sentinel::is_agent_file(p) && !crate::sentinel::is_agent_process(self.tgid()))
+                }),
                 _ => Value::None,
             },
             FieldId::ArgCmd => match (self.evt_type, raw_args) {

@@ -30,10 +30,13 @@ pub enum EvtType {
     Clone,
     Clone3,
     Setns,
+    /// A signal from a container to the agent or its sentinel (kill, tkill, tgkill,
+    /// pidfd_send_signal, a ptrace attach's SIGSTOP).
+    Kill,
 }
 
 impl EvtType {
-    pub const ALL: [EvtType; 18] = [
+    pub const ALL: [EvtType; 19] = [
         EvtType::Execve,
         EvtType::Open,
         EvtType::Openat,
@@ -52,6 +55,7 @@ impl EvtType {
         EvtType::Clone,
         EvtType::Clone3,
         EvtType::Setns,
+        EvtType::Kill,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -75,6 +79,7 @@ impl EvtType {
             EvtType::Clone => "clone",
             EvtType::Clone3 => "clone3",
             EvtType::Setns => "setns",
+            EvtType::Kill => "kill",
         }
     }
 
@@ -199,6 +204,10 @@ pub struct SimpleEvent<'a> {
     pub ptrace_request: Option<i64>,
     pub target_pid: Option<i64>,
     pub target_container_id: Option<&'a str>,
+    /// kill: the signal number.
+    pub sig: Option<i64>,
+    /// The target (signal, ptrace, written file) is the dcea agent.
+    pub target_agent: Option<bool>,
     pub bpf_cmd: Option<i64>,
     /// Indexed by `dcea_common::NsKind`.
     pub ns: [Option<u64>; dcea_common::NS_KINDS],
@@ -251,6 +260,8 @@ impl<'a> SimpleEvent<'a> {
             ptrace_request: None,
             target_pid: None,
             target_container_id: None,
+            sig: None,
+            target_agent: None,
             bpf_cmd: None,
             ns: [None; dcea_common::NS_KINDS],
             ns_is_host: [None; dcea_common::NS_KINDS],
@@ -349,6 +360,8 @@ impl EventView for SimpleEvent<'_> {
             FieldId::NsIsHost => b(self.ns_is_host.get(f.arg as usize).copied().flatten()),
             FieldId::NsIsNested => b(self.ns_is_nested.get(f.arg as usize).copied().flatten()),
             FieldId::TargetContainerId => s(self.target_container_id),
+            FieldId::ArgSig => n(self.sig),
+            FieldId::TargetAgent => b(self.target_agent),
         }
     }
 }

@@ -84,6 +84,10 @@ pub enum FieldId {
     NsIsNested,
     /// ptrace: the target's container id, or `host`.
     TargetContainerId,
+    /// kill: the signal number.
+    ArgSig,
+    /// The target of a signal or ptrace, or the file written, is the dcea agent's.
+    TargetAgent,
 }
 
 /// A field as the engine asks the event for it.
@@ -182,7 +186,8 @@ pub const FIELDS: &[FieldInfo] = &[
     f("evt.arg.fstype", FieldId::MountFstype, FieldType::Str, "mount: the filesystem type"),
     f("evt.arg.type", FieldId::MountFstype, FieldType::Str, "mount: the filesystem type (Falco's name)"),
     f("evt.arg.request", FieldId::ArgRequest, FieldType::Enum(PTRACE_REQUESTS), "ptrace: the request (PTRACE_*)"),
-    f("evt.arg.pid", FieldId::ArgPid, FieldType::Num, "ptrace: the target pid"),
+    f("evt.arg.pid", FieldId::ArgPid, FieldType::Num, "ptrace, kill: the target pid"),
+    f("evt.arg.sig", FieldId::ArgSig, FieldType::Enum(SIGNALS), "kill: the signal (SIG*)"),
     f("evt.arg.cmd", FieldId::ArgCmd, FieldType::Enum(BPF_COMMANDS), "bpf: the command (BPF_*)"),
     f("proc.pid", FieldId::ProcPid, FieldType::Num, "process id (thread group id)"),
     f("proc.tid", FieldId::ProcTid, FieldType::Num, "thread id"),
@@ -255,6 +260,12 @@ pub const FIELDS: &[FieldInfo] = &[
         FieldId::TargetContainerId,
         FieldType::Str,
         "ptrace: the target's container id, or `host`",
+    ),
+    f(
+        "dcea.target.agent",
+        FieldId::TargetAgent,
+        FieldType::Bool,
+        "kill, ptrace: the target is the dcea agent or its sentinel; write-mode opens: the file is the agent's binary, or lies under its state or rules directories",
     ),
 ];
 
@@ -794,6 +805,40 @@ pub const BPF_COMMANDS: &[(&str, i64)] = &[
     ("BPF_LINK_DETACH", 34),
     ("BPF_PROG_BIND_MAP", 35),
     ("BPF_TOKEN_CREATE", 36),
+];
+
+pub const SIGNALS: &[(&str, i64)] = &[
+    ("SIGHUP", 1),
+    ("SIGINT", 2),
+    ("SIGQUIT", 3),
+    ("SIGILL", 4),
+    ("SIGTRAP", 5),
+    ("SIGABRT", 6),
+    ("SIGBUS", 7),
+    ("SIGFPE", 8),
+    ("SIGKILL", 9),
+    ("SIGUSR1", 10),
+    ("SIGSEGV", 11),
+    ("SIGUSR2", 12),
+    ("SIGPIPE", 13),
+    ("SIGALRM", 14),
+    ("SIGTERM", 15),
+    ("SIGSTKFLT", 16),
+    ("SIGCHLD", 17),
+    ("SIGCONT", 18),
+    ("SIGSTOP", 19),
+    ("SIGTSTP", 20),
+    ("SIGTTIN", 21),
+    ("SIGTTOU", 22),
+    ("SIGURG", 23),
+    ("SIGXCPU", 24),
+    ("SIGXFSZ", 25),
+    ("SIGVTALRM", 26),
+    ("SIGPROF", 27),
+    ("SIGWINCH", 28),
+    ("SIGIO", 29),
+    ("SIGPWR", 30),
+    ("SIGSYS", 31),
 ];
 
 /// The symbolic name of an enum value, or the number.

@@ -60,8 +60,12 @@ pub mod names {
     pub const DRIFT_EXECUTED: &str = "Binary not in the container image executed";
     pub const HOST_FILE_WRITTEN: &str = "Host file written from a container";
     pub const BINFMT_REGISTERED: &str = "Binary format handler registered from a container";
+    pub const BPF_TAKEOVER: &str = "Kernel BPF objects taken hold of from a container";
+    pub const AGENT_SIGNALLED: &str = "dcea agent signalled from a container";
+    pub const AGENT_TRACED: &str = "dcea agent traced from a container";
+    pub const AGENT_FILES_WRITTEN: &str = "dcea agent files written from a container";
 
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 24] = [
         SHELL_IN_CONTAINER,
         CREDENTIAL_FILE_IN_CONTAINER,
         SSH_KEYS_IN_CONTAINER,
@@ -82,6 +86,10 @@ pub mod names {
         BINFMT_REGISTERED,
         DRIFT_EXECUTED,
         HOST_FILE_WRITTEN,
+        BPF_TAKEOVER,
+        AGENT_SIGNALLED,
+        AGENT_TRACED,
+        AGENT_FILES_WRITTEN,
     ];
 }
 

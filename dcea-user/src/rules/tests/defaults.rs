@@ -463,6 +463,54 @@ fn bpf() {
 }
 
 #[test]
+fn bpf_takeover() {
+    for cmd in [7, 9, 13, 14, 29, 30, 34] {
+        let mut e = ctr(EvtType::Bpf);
+        e.bpf_cmd = Some(cmd);
+        fires(names::BPF_TAKEOVER, &e);
+        let mut host_tool = e.clone();
+        host_tool.container_id = Some("host");
+        silent(&host_tool);
+    }
+}
+
+#[test]
+fn agent_signalled_traced_or_written() {
+    let mut kill = ctr(EvtType::Kill);
+    kill.sig = Some(19); // SIGSTOP
+    kill.target_pid = Some(4242);
+    kill.target_agent = Some(true);
+    fires(names::AGENT_SIGNALLED, &kill);
+    let mut other = kill.clone();
+    other.target_agent = Some(false);
+    silent(&other);
+    let mut host_kill = kill.clone();
+    host_kill.container_id = Some("host");
+    silent(&host_kill);
+
+    let mut trace = ctr(EvtType::Ptrace);
+    trace.ptrace_request = Some(0x4206); // PTRACE_SEIZE
+    trace.target_pid = Some(4242);
+    trace.target_container_id = Some("host");
+    trace.target_agent = Some(true);
+    let mut got = hits(builtin(), &trace);
+    got.sort();
+    assert_eq!(got, [names::PTRACE_OUTSIDE_CONTAINER, names::AGENT_TRACED], "{trace:#?}");
+    trace.target_agent = Some(false);
+    assert_eq!(hits(builtin(), &trace), [names::PTRACE_OUTSIDE_CONTAINER]);
+
+    let mut w = write("/x/trust.json");
+    w.fd_host_path = Some("/var/lib/dcea/trust.json");
+    w.target_agent = Some(true);
+    fires(names::AGENT_FILES_WRITTEN, &w);
+    let mut r = read("/x/trust.json");
+    r.target_agent = Some(true);
+    silent(&r);
+    w.target_agent = Some(false);
+    silent(&w);
+}
+
+#[test]
 fn namespaces_created() {
     let mut e = ctr(EvtType::Unshare);
     e.flags = Some(0x10000000 | 0x20000); // CLONE_NEWUSER|CLONE_NEWNS
