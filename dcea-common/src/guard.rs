@@ -33,9 +33,11 @@ pub enum Guard {
     ModuleLoad = 10,
     /// mknod of a block or character device.
     DeviceNode = 11,
+    /// A signal from a container that can stop or end the agent or its sentinel.
+    AgentSignal = 12,
 }
 
-pub const GUARDS: usize = 12;
+pub const GUARDS: usize = 13;
 
 impl Guard {
     pub const ALL: [Guard; GUARDS] = [
@@ -51,6 +53,7 @@ impl Guard {
         Guard::PtraceOutside,
         Guard::ModuleLoad,
         Guard::DeviceNode,
+        Guard::AgentSignal,
     ];
 
     /// The name rules use (`guard: release-agent`) and alerts carry (`dcea.guard`).
@@ -68,6 +71,7 @@ impl Guard {
             Guard::PtraceOutside => "ptrace-outside",
             Guard::ModuleLoad => "module-load",
             Guard::DeviceNode => "device-node",
+            Guard::AgentSignal => "agent-signal",
         }
     }
 
@@ -92,6 +96,7 @@ impl Guard {
             Guard::PtraceOutside => &["sys_enter_ptrace"],
             Guard::ModuleLoad => &["sys_enter_init_module", "sys_enter_finit_module"],
             Guard::DeviceNode => &["sys_enter_mknod", "sys_enter_mknodat"],
+            Guard::AgentSignal => &["signal_generate"],
         }
     }
 
@@ -105,6 +110,7 @@ impl Guard {
             Guard::PtraceOutside => &["lsm_ptrace_access_check"],
             Guard::ModuleLoad => &["lsm_kernel_load_data", "lsm_kernel_read_file"],
             Guard::DeviceNode => &["lsm_path_mknod"],
+            Guard::AgentSignal => &["lsm_task_kill"],
             _ => &[],
         }
     }

@@ -147,13 +147,14 @@ macro_rules! lsm {
 }
 
 /// BPF LSM programs that refuse a guarded operation inside its syscall (`--enforce` only).
-pub const LSM: [ProgramSpec; 6] = lsm![
+pub const LSM: [ProgramSpec; 7] = lsm![
     "socket_connect" => "lsm_socket_connect",
     "sb_mount" => "lsm_sb_mount",
     "path_mknod" => "lsm_path_mknod",
     "ptrace_access_check" => "lsm_ptrace_access_check",
     "kernel_load_data" => "lsm_kernel_load_data",
     "kernel_read_file" => "lsm_kernel_read_file",
+    "task_kill" => "lsm_task_kill",
 ];
 
 /// Self-protection: signals from containers to the agent or its sentinel, seen where the

@@ -12,11 +12,12 @@ use aya_ebpf::{
     maps::{HashMap, RingBuf},
     programs::BtfTracePointContext,
 };
-use dcea_common::{Hook, agent_role, flags};
+use dcea_common::{Guard, Hook, TaskSnapshot, agent_role, flags};
 
 use crate::{
     DCEA_EVENTS,
     behaviour::{begin_on, current_container_task},
+    guard::enforce_guard,
     task::Task,
 };
 
@@ -52,32 +53,47 @@ fn can_stop_or_end(sig: u64) -> bool {
     !matches!(sig, 0 | SIGCHLD | SIGCONT | SIGURG | SIGWINCH)
 }
 
-/// signal_generate(sig, info, task, group, result): raised in the sender's context.
+/// The target's tgid and role when a signal `sig` from the current task threatens the agent
+/// or its sentinel: it can stop or end them, and neither of them sent it (a thread waking
+/// another, the sentinel's SIGCONT).
+#[inline(always)]
+pub(crate) fn threatened(sig: u64, target: Task) -> Option<(u32, u32)> {
+    if !can_stop_or_end(sig) {
+        return None;
+    }
+    let tgid = target.tgid();
+    let role = role_of(tgid);
+    if role == 0 || role_of((bpf_get_current_pid_tgid() >> 32) as u32) != 0 {
+        return None;
+    }
+    Some((tgid, role))
+}
+
+/// Report a threatening signal from the current container task: to the sentinel's ring when
+/// it targets the agent (which may be stopped or dead by the time it could read its own).
+#[inline(always)]
+pub(crate) fn report(task: Task, snap: &TaskSnapshot, sig: u64, target: Task, tgid: u32, role: u32, extra: u32) {
+    let args = [sig, tgid as u64, target.pid() as u64, role as u64];
+    let extra = extra | flags::BEFORE_RESULT | flags::AGENT_TARGET;
+    let ring = if role == agent_role::AGENT { &DCEA_SENTINEL } else { &DCEA_EVENTS };
+    if let Some(record) = begin_on(ring, Hook::Signal, task, snap, 0, args, extra, true) {
+        record.submit();
+    }
+}
+
+/// signal_generate(sig, info, task, group, result): raised in the sender's context once the
+/// signal is queued. Where `lsm_task_kill` refused the signal it never gets here; otherwise
+/// `--enforce` kills the sender and condemns its container after the fact.
 #[btf_tracepoint(function = "signal_generate")]
 pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
     let sig: u64 = ctx.arg(0);
-    if !can_stop_or_end(sig) {
-        return 0;
-    }
     let target = Task(ctx.arg(2));
-    let tgid = target.tgid();
-    let role = role_of(tgid);
-    // The agent's own signals (a thread waking another, the sentinel's SIGCONT) are not threats.
-    if role == 0 || role_of((bpf_get_current_pid_tgid() >> 32) as u32) != 0 {
+    let Some((tgid, role)) = threatened(sig, target) else {
         return 0;
-    }
+    };
     let Some((task, snap)) = current_container_task() else {
         return 0;
     };
-    let args = [sig, tgid as u64, target.pid() as u64, role as u64];
-    let extra = flags::BEFORE_RESULT | flags::AGENT_TARGET;
-    let record = if role == agent_role::AGENT {
-        begin_on(&DCEA_SENTINEL, Hook::Signal, task, &snap, 0, args, extra, true)
-    } else {
-        begin_on(&DCEA_EVENTS, Hook::Signal, task, &snap, 0, args, extra, true)
-    };
-    if let Some(record) = record {
-        record.submit();
-    }
+    report(task, &snap, sig, target, tgid, role, enforce_guard(Guard::AgentSignal));
     0
 }

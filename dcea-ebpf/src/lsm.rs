@@ -13,10 +13,10 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use dcea_common::{Guard, TaskSnapshot, action, stats};
 
 use crate::{
-    DCEA_SCRATCH, DCEA_TASKS,
-    behaviour::{mount_guard, ptrace_target_outside, runtime_socket_path, watched},
+    DCEA_SCRATCH, DCEA_TASKS, agent,
+    behaviour::{current_container_task, mount_guard, ptrace_target_outside, runtime_socket_path, watched},
     count, current_ids,
-    guard::{DCEA_GUARDS, code, exempt, kill_if_condemned},
+    guard::{DCEA_GUARDS, code, enforce_guard, exempt, kill_if_condemned},
     task::{Task, read_str},
 };
 
@@ -137,6 +137,28 @@ pub fn lsm_kernel_load_data(ctx: LsmContext) -> i32 {
 pub fn lsm_kernel_read_file(ctx: LsmContext) -> i32 {
     earlier!(ctx, 3);
     module_verdict(ctx.arg(1))
+}
+
+/// task_kill(target, info, sig, cred): a signal from a container that would stop or end the
+/// agent or its sentinel. The check comes before the signal is generated, so a refused one
+/// never reaches `signal_generate`: the record is sent from here.
+#[lsm(hook = "task_kill")]
+pub fn lsm_task_kill(ctx: LsmContext) -> i32 {
+    earlier!(ctx, 4);
+    let target = Task(ctx.arg(0));
+    let sig = ctx.arg::<u64>(2) as u32 as u64;
+    let Some((tgid, role)) = agent::threatened(sig, target) else {
+        return 0;
+    };
+    let Some((task, snap)) = current_container_task() else {
+        // A task of a condemned container (killed just now) is refused as well.
+        return if kill_if_condemned() { -EPERM } else { 0 };
+    };
+    let denied = verdict(code(Guard::AgentSignal, 1));
+    if denied != 0 {
+        agent::report(task, &snap, sig, target, tgid, role, enforce_guard(Guard::AgentSignal));
+    }
+    denied
 }
 
 /// The verdict on a kernel read or load whose purpose is `id`.

@@ -13,8 +13,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
+    let mut filter =
         tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if dcea_user::sentinel::SentinelEnv::from_env().is_some() {
+        // The agent already reports the runtimes' reachability; a second copy from the sentinel is noise.
+        if let Ok(quiet) = "dcea_user::container=error".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)

@@ -237,6 +237,7 @@ fn lsm_deny_refuses_guarded_operations_in_a_fake_container() {
         "Container runtime socket connected from a container",
         "Kernel module loaded from a container",
         "Process outside the container traced",
+        "dcea agent signalled from a container",
     ];
     let overrides: Vec<String> = rules.iter().map(|r| format!("{r}=kill-process")).collect();
     let mut args = vec!["--enforce", "--storm-window", "0s", "--state-dir", state.path().to_str().unwrap()];
@@ -294,11 +295,21 @@ fn lsm_deny_refuses_guarded_operations_in_a_fake_container() {
     denied(&expect_rule(&mut monitor, &mut log, "Kernel module loaded from a container", &id));
     assert!(!out.status.success(), "{out:?}");
 
+    // The sentinel reports it: the record goes to its ring, and its alert to the same stdout.
+    let agent = monitor.pid();
+    let out = container.try_run(Path::new("/bin/sh"), &["-c", &format!("kill -STOP {agent}")]);
+    let alert = expect_rule(&mut monitor, &mut log, "dcea agent signalled from a container", &id);
+    denied(&alert);
+    assert_eq!(alert.field("dcea.reported_by"), "sentinel", "{}", alert.raw);
+    let status = fs::read_to_string(format!("/proc/{agent}/status")).unwrap_or_default();
+    let state_line = status.lines().find(|l| l.starts_with("State:")).unwrap_or("");
+    assert!(!out.status.success() && !state_line.contains("stopped"), "the agent was stopped: {out:?} {state_line}");
+
     log.extend(monitor.collect(Duration::from_millis(500)));
     let stopped = monitor.stop().join("\n");
     let denials = stopped
         .split_once(" denied by the BPF LSM")
         .and_then(|(before, _)| before.rsplit(' ').next())
         .and_then(|n| n.parse::<u64>().ok());
-    assert!(denials.is_some_and(|n| n >= 5), "five operations refused in the kernel: {stopped}");
+    assert!(denials.is_some_and(|n| n >= 6), "six operations refused in the kernel: {stopped}");
 }

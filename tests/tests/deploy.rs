@@ -461,19 +461,7 @@ fn a_container_that_stops_and_kills_the_agent_is_reported_and_the_restart_report
     drop(agent);
 
     let again = Monitor::start(&args);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let gap = loop {
-        let text = std::fs::read_to_string(&sink).unwrap_or_default();
-        let found = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|a| a["rule"] == "dcea agent stopped abnormally");
-        match found {
-            Some(a) => break a,
-            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            None => panic!("no gap report after the restart: {text}"),
-        }
-    };
+    let gap = sink_alert(&sink, "dcea agent stopped abnormally");
     let f = &gap["output_fields"];
     assert_eq!(gap["priority"], "Critical", "{gap:#}");
     assert_eq!(f["container.name"], name.as_str(), "{gap:#}");
@@ -482,4 +470,54 @@ fn a_container_that_stops_and_kills_the_agent_is_reported_and_the_restart_report
     assert!(f["dcea.previous.ended"].is_string(), "the sentinel saw the exit: {gap:#}");
     let stop = again.stop();
     assert!(stop.iter().any(|l| l.contains("dcea: stopping")), "{stop:?}");
+}
+
+/// Under `--enforce` the sender of a signal to the agent loses its container. This kernel has
+/// no BPF LSM, so the SIGSTOP itself is delivered (the sentinel resumes the agent) and the
+/// kill comes from `signal_generate`; the refusal is tested in the matrix guests
+/// (`lsm_deny_refuses_guarded_operations_in_a_fake_container`).
+#[test]
+fn under_enforce_a_container_that_signals_the_agent_is_killed() {
+    const T: &str = "under_enforce_a_container_that_signals_the_agent_is_killed";
+    if !require_root(T) || !docker::available(T) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("alerts.json");
+    let output = format!("file:{}", sink.display());
+    let state = dir.path().join("state");
+    let agent = Monitor::start(&["--enforce", "--output", output.as_str(), "--state-dir", state.to_str().unwrap()]);
+    let pid = agent.pid();
+    let name = docker::unique_name("dcea-stopper");
+    // The shell outlives its kill only if the kernel let it go.
+    let script = format!("kill -STOP {pid}; sleep 5; echo survived");
+    let c = Container::run(&["--name", &name, "--pid=host", "--privileged"], &["sh", "-c", &script]);
+    let code = c.wait();
+    let logs = c.logs();
+    assert!(code == 137 && !logs.contains("survived"), "the sender was killed: exit {code}: {logs}");
+    let alert = sink_alert(&sink, "dcea agent signalled from a container");
+    let f = &alert["output_fields"];
+    assert_eq!(f["dcea.action"], "kill-container", "{alert:#}");
+    assert_eq!(f["dcea.guard"], "agent-signal", "{alert:#}");
+    assert_eq!(f["dcea.enforced_at"], "kernel hook", "{alert:#}");
+    assert_eq!(f["container.name"], name.as_str(), "{alert:#}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    assert!(!status.contains("State:\tT"), "the sentinel resumed the agent: {status}");
+    let stop = agent.stop();
+    assert!(stop.iter().any(|l| l.contains("dcea: stopping")), "{stop:?}");
+}
+
+/// The first alert of `rule` in a file sink, waited for up to 10 s.
+fn sink_alert(sink: &Path, rule: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(sink).unwrap_or_default();
+        let found =
+            text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|a| a["rule"] == rule);
+        match found {
+            Some(a) => return a,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            None => panic!("no `{rule}` alert in {}: {text}", sink.display()),
+        }
+    }
 }

@@ -160,7 +160,7 @@ impl Condemned {
         if rel.is_empty() {
             return None; // the root cgroup: the host itself
         }
-        let dir = root.join(&rel);
+        let dir = proc_cgroup_dir(&root, &rel)?;
         let id = fs::metadata(&dir).ok()?.ino();
         let mut map = condemned_map(ebpf)?;
         let _ = map.insert(id, 0, 0);
@@ -244,21 +244,38 @@ pub fn v2_path(proc_cgroup: &str) -> Option<String> {
     proc_cgroup.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim().trim_start_matches('/').to_string())
 }
 
-/// Where the cgroup v2 hierarchy is mounted (a hybrid host has it at /sys/fs/cgroup/unified).
-pub fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (_, at, fstype) = (f.next()?, f.next()?, f.next()?);
-        (fstype == "cgroup2").then(|| PathBuf::from(at.replace("\\040", " ")))
-    })
+/// The directory of a /proc/<pid>/cgroup path under the cgroup v2 root. An agent in a cgroup
+/// namespace of its own (a pod, with the node's /sys/fs/cgroup mounted) reads other
+/// containers' paths relative to its namespace root, as `../../kubepods.slice/…`: the part
+/// after the climb is found in the tree, and only a single match is taken.
+pub fn proc_cgroup_dir(root: &Path, rel: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    let climb = parts.iter().take_while(|c| **c == "..").count();
+    let rest = &parts[climb..];
+    if rest.is_empty() || rest.iter().any(|c| *c == ".." || *c == ".") {
+        return None;
+    }
+    if climb == 0 {
+        return Some(root.join(rest.join("/")));
+    }
+    let suffix: PathBuf = rest.iter().collect();
+    let mut found = Vec::new();
+    walk_cgroups(root, |dir| {
+        let hit = dir.ends_with(&suffix) && dir != root;
+        if hit {
+            found.push(dir.to_path_buf());
+        }
+        hit && found.len() > 1
+    });
+    if found.len() == 1 { found.pop() } else { None }
 }
 
-/// The cgroup directory whose inode is `id` (a cgroup's id is its kernfs inode).
-fn find_by_inode(root: &Path, id: u64) -> Option<PathBuf> {
+/// Depth-first over the cgroup directories under `root` (8 levels at most) until `stop`
+/// returns true for one, which is returned.
+fn walk_cgroups(root: &Path, mut stop: impl FnMut(&Path) -> bool) -> Option<PathBuf> {
     let mut stack = vec![(root.to_path_buf(), 0u32)];
     while let Some((dir, depth)) = stack.pop() {
-        if fs::metadata(&dir).is_ok_and(|m| m.ino() == id) {
+        if stop(&dir) {
             return Some(dir);
         }
         if depth >= 8 {
@@ -271,6 +288,21 @@ fn find_by_inode(root: &Path, id: u64) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// Where the cgroup v2 hierarchy is mounted (a hybrid host has it at /sys/fs/cgroup/unified).
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, at, fstype) = (f.next()?, f.next()?, f.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(at.replace("\\040", " ")))
+    })
+}
+
+/// The cgroup directory whose inode is `id` (a cgroup's id is its kernfs inode).
+fn find_by_inode(root: &Path, id: u64) -> Option<PathBuf> {
+    walk_cgroups(root, |dir| fs::metadata(dir).is_ok_and(|m| m.ino() == id))
 }
 
 /// Kill every task of a cgroup: `cgroup.kill` (5.14+), else SIGKILL to each listed pid until
@@ -359,5 +391,28 @@ mod tests {
         assert_eq!(v2_path("12:pids:/docker/x\n0::/docker/x\n").as_deref(), Some("docker/x"));
         assert_eq!(v2_path("0::/\n").as_deref(), Some(""));
         assert_eq!(v2_path("1:name=systemd:/\n"), None);
+    }
+
+    #[test]
+    fn a_path_read_from_inside_a_cgroup_namespace_is_found_by_what_follows_the_climb() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in [
+            "kubepods.slice/pod-a/cri-containerd-1.scope",
+            "kubepods.slice/pod-b/cri-containerd-2.scope",
+            "x/dup",
+            "y/dup",
+        ] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        assert_eq!(proc_cgroup_dir(r, "kubepods.slice/pod-a"), Some(r.join("kubepods.slice/pod-a")));
+        assert_eq!(
+            proc_cgroup_dir(r, "../../kubepods.slice/pod-b/cri-containerd-2.scope"),
+            Some(r.join("kubepods.slice/pod-b/cri-containerd-2.scope"))
+        );
+        assert_eq!(proc_cgroup_dir(r, "../../dup"), None, "two matches: neither is taken");
+        assert_eq!(proc_cgroup_dir(r, "../../missing.scope"), None);
+        assert_eq!(proc_cgroup_dir(r, "../.."), None, "the namespace's ancestors are not a container");
+        assert_eq!(proc_cgroup_dir(r, "a/../b"), None);
     }
 }

@@ -241,7 +241,10 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         },
     };
     crate::sentinel::set_agent_files(&opts.state_dir, opts.rules.rules_dir.as_deref(), None);
-    let mut sentinel = kernel.as_mut().and_then(|k| start_sentinel(&mut k.ebpf));
+    let mut sentinel = kernel.as_mut().and_then(|k| {
+        let denied = k.pipeline.denied_in_kernel[dcea_common::Guard::AgentSignal as usize];
+        start_sentinel(&mut k.ebpf, denied)
+    });
     if let Some(k) = kernel.as_mut() {
         k.pipeline.rules = Some(rules.clone());
         metrics.programs_attached.set(k.attached as i64);
@@ -338,7 +341,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
                     m.heartbeat();
                 }
                 if let Some(k) = kernel.as_mut() {
-                    keep_sentinel(&mut k.ebpf, &mut sentinel);
+                    let denied = k.pipeline.denied_in_kernel[dcea_common::Guard::AgentSignal as usize];
+                    keep_sentinel(&mut k.ebpf, &mut sentinel, denied);
                     k.enforce_condemned();
                     let lost = k.export(&metrics);
                     let action = loss.observe(lost, Instant::now(), &ctx.hostname);
@@ -396,8 +400,8 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
 
 /// Start the sentinel and protect both processes' threads in the kernel. Without it the agent
 /// still runs: its own signals are then judged by no one, which it says.
-fn start_sentinel(ebpf: &mut aya::Ebpf) -> Option<crate::sentinel::Sentinel> {
-    match crate::sentinel::Sentinel::spawn(ebpf) {
+fn start_sentinel(ebpf: &mut aya::Ebpf, denied_in_kernel: bool) -> Option<crate::sentinel::Sentinel> {
+    match crate::sentinel::Sentinel::spawn(ebpf, denied_in_kernel) {
         Ok(s) => {
             protect(ebpf, Some(s.pid()));
             Some(s)
@@ -419,12 +423,12 @@ fn protect(ebpf: &mut aya::Ebpf, sentinel: Option<u32>) {
 
 /// Every second: new threads protected, and a sentinel that died (its signal was reported by
 /// the agent's own ring) started again.
-fn keep_sentinel(ebpf: &mut aya::Ebpf, sentinel: &mut Option<crate::sentinel::Sentinel>) {
+fn keep_sentinel(ebpf: &mut aya::Ebpf, sentinel: &mut Option<crate::sentinel::Sentinel>, denied_in_kernel: bool) {
     if let Some(s) = sentinel.as_mut()
         && !s.alive()
     {
         eprintln!("dcea: WARNING: the sentinel {} exited; starting another", s.pid());
-        *sentinel = start_sentinel(ebpf);
+        *sentinel = start_sentinel(ebpf, denied_in_kernel);
         return;
     }
     protect(ebpf, sentinel.as_ref().map(|s| s.pid()));

@@ -29,12 +29,16 @@ use dcea_common::names;
 /// Set in the sentinel's environment: the ring's descriptor and the agent's pid.
 const RING_ENV: &str = "DCEA_SENTINEL_RING_FD";
 const AGENT_ENV: &str = "DCEA_SENTINEL_AGENT_PID";
+/// Set when the agent's `lsm_task_kill` refuses signals (`--enforce` on a BPF LSM kernel), so
+/// the sentinel's alerts say the signal was refused rather than delivered.
+const DENIED_ENV: &str = "DCEA_SENTINEL_DENIED";
 
 /// What a process started as the sentinel was handed.
 #[derive(Clone, Copy, Debug)]
 pub struct SentinelEnv {
     pub ring_fd: i32,
     pub agent: u32,
+    pub denied_in_kernel: bool,
 }
 
 impl SentinelEnv {
@@ -42,7 +46,8 @@ impl SentinelEnv {
     pub fn from_env() -> Option<SentinelEnv> {
         let ring_fd = std::env::var(RING_ENV).ok()?.parse().ok()?;
         let agent = std::env::var(AGENT_ENV).ok()?.parse().ok()?;
-        Some(SentinelEnv { ring_fd, agent })
+        let denied_in_kernel = std::env::var_os(DENIED_ENV).is_some_and(|v| v == "1");
+        Some(SentinelEnv { ring_fd, agent, denied_in_kernel })
     }
 }
 
@@ -54,7 +59,7 @@ pub struct Sentinel {
 impl Sentinel {
     /// Start the sentinel: this binary again with this process's arguments (so it reads the
     /// same config, rules and sinks), handed the sentinel ring's descriptor.
-    pub fn spawn(ebpf: &aya::Ebpf) -> Result<Sentinel, String> {
+    pub fn spawn(ebpf: &aya::Ebpf, denied_in_kernel: bool) -> Result<Sentinel, String> {
         let Some(aya::maps::Map::RingBuf(data)) = ebpf.map(names::SENTINEL_EVENTS_MAP) else {
             return Err(format!("map {} missing", names::SENTINEL_EVENTS_MAP));
         };
@@ -70,6 +75,7 @@ impl Sentinel {
             .args(std::env::args_os().skip(1))
             .env(RING_ENV, dup.to_string())
             .env(AGENT_ENV, std::process::id().to_string())
+            .env(DENIED_ENV, if denied_in_kernel { "1" } else { "0" })
             .stdin(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting the sentinel: {e}"))?;

@@ -73,6 +73,8 @@ pub async fn run(opts: &MonitorOptions, env: SentinelEnv) -> Result<(), Error> {
         MetadataCache::start(engine::socket_path()).with_cri(CriCache::discover_and_start(opts.cri_socket.as_deref()));
     let mut pipeline = Pipeline::new(AlertContext::new(host, metadata));
     pipeline.rules = Some(Arc::new(rules));
+    // What the kernel did is in each record's flags; the sentinel itself acts on nothing.
+    pipeline.denied_in_kernel[dcea_common::Guard::AgentSignal as usize] = env.denied_in_kernel;
     let map = MapData::from_fd(ring_fd).map_err(|e| Error::Load(format!("the sentinel's ring: {e}")))?;
     let rb = RingBuf::try_from(Map::RingBuf(map)).map_err(|e| Error::Load(e.to_string()))?;
     // SAFETY: both own their descriptors, which stay open while the AsyncFds own them.
