@@ -83,7 +83,11 @@ pub mod runtime {
     /// condemns one and by the agent when it restores the set; cleared by the agent when the
     /// map is empty. Tasks pay the condemned lookup only while it is set.
     pub const CONDEMNED_SLOT: u32 = 1;
-    pub const SLOTS: u32 = 2;
+    /// Slot 2: non-zero when a rule needs every unix connect of a container; else only a
+    /// runtime's API socket is sent (the one the kernel recognises). Written by the agent from
+    /// its rules before attaching and on SIGHUP.
+    pub const EVERY_UNIX_CONNECT_SLOT: u32 = 2;
+    pub const SLOTS: u32 = 3;
 }
 
 /// Where in the kernel a change was observed.

@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use dcea_common::{
     Behaviour, CGROUP_NAME_LEN, EventKind, Guard, Hook, NsKind, RecordHeader, TASK_CONTAINER, TASK_CONTAINER_CGROUP,
-    TASK_EXECED, TaskSnapshot, TaskState, arg, flags, stats, words_up_to_nul,
+    TASK_EXECED, TaskSnapshot, TaskState, arg, flags, runtime, stats, words_up_to_nul,
 };
 
 use crate::{
@@ -553,9 +553,16 @@ pub(crate) fn runtime_socket_path(buf: &mut [u8; CGROUP_NAME_LEN], path_addr: u6
     opaque(is_runtime_socket(window[0], window[1]) as u32) & 1
 }
 
+/// Whether a rule wants unix connects to other sockets than a runtime's.
+#[inline(always)]
+fn every_unix_connect() -> bool {
+    crate::DCEA_RUNTIME.get(runtime::EVERY_UNIX_CONNECT_SLOT).is_some_and(|v| *v != 0)
+}
+
 /// connect(fd, addr, len) on a unix socket: the runtimes' control sockets live here. The path
 /// is copied once into the per-CPU buffer; the guard and the record judge those bytes. Only
-/// a runtime socket wakes the agent; other unix connects wait for the drain.
+/// a runtime socket wakes the agent; other unix connects are sent only when a rule wants
+/// them, and then wait for the drain.
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     let Some((task, snap)) = current_container_task() else {
@@ -575,6 +582,10 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     // SAFETY: per-CPU slot, used only within this program run.
     let buf = unsafe { &mut *buf };
     let runtime_socket = runtime_socket_path(buf, addr + 2, true);
+    // Most unix connects (logging, D-Bus, a database) interest no rule: no record at all.
+    if runtime_socket == 0 && !every_unix_connect() {
+        return 0;
+    }
     let guard = enforce(code(Guard::RuntimeSocket, runtime_socket));
     emit(
         begin(Hook::Connect, task, &snap, 0, [0, len, 0, 0], flags::BEFORE_RESULT | guard, runtime_socket != 0),

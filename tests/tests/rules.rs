@@ -466,3 +466,49 @@ fn rules_validate_and_list_from_the_command_line() {
     assert!(v.to_string().contains("Shell spawned in a container"));
     let _ = IMAGE;
 }
+
+/// The records a stopping monitor says it decoded.
+fn records_decoded(stop: &[String]) -> u64 {
+    stop.iter()
+        .find_map(|l| l.split_once("dcea: stopping: ").and_then(|(_, r)| r.split(' ').next()?.parse().ok()))
+        .unwrap_or_else(|| panic!("no stop summary: {stop:?}"))
+}
+
+/// The kernel sends a container's unix connects to other sockets than a runtime's only when a
+/// rule can match them: none with the default rules (the records stay far below the loop's
+/// 2,000 connects), every one with a local rule on such a socket, which then fires.
+#[test]
+fn unix_connects_reach_the_agent_only_when_a_rule_wants_them() {
+    const TEST: &str = "unix_connects_reach_the_agent_only_when_a_rule_wants_them";
+    if !require_root(TEST) || !docker::available(TEST) {
+        return;
+    }
+    const CONNECTS: u64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let _socket = std::os::unix::net::UnixDatagram::bind(dir.path().join("app.sock")).expect("bind");
+    let mut opts = helper_mounts();
+    opts.extend(["-v".to_string(), format!("{}:/sock", dir.path().display())]);
+    let script = format!("/dcea-test-helper connect-loop /sock/app.sock {CONNECTS}");
+    let run = |monitor: &mut Monitor| {
+        let c = Container::run(&args(&opts), &["sh", "-c", &script]);
+        assert_eq!(c.wait(), 0, "{}", c.logs());
+        let id = c.id.clone();
+        monitor.wait_for(Duration::from_secs(3), |a| a.field("container.id") == id.as_str() && a.rule() == "App socket")
+    };
+
+    let mut defaults = Monitor::start(&["--storm-window", "0s"]);
+    let (hit, _) = run(&mut defaults);
+    assert!(hit.is_none());
+    let quiet = records_decoded(&defaults.stop());
+    assert!(quiet < CONNECTS / 2, "the default rules got {quiet} records for {CONNECTS} connects to a plain socket");
+
+    let rules = tempfile::tempdir().unwrap();
+    let local = "- rule: App socket\n  desc: a connect to the app's socket\n  condition: evt.type = connect and container and fd.name = /sock/app.sock\n  output: app socket (%fd.name)\n  priority: NOTICE\n";
+    fs::write(rules.path().join("app.yaml"), local).unwrap();
+    let mut wanting = Monitor::start(&["--storm-window", "0s", "--rules-dir", rules.path().to_str().unwrap()]);
+    let (hit, _) = run(&mut wanting);
+    let hit = hit.expect("the local connect rule fired");
+    assert_eq!(hit.field("fd.name"), "/sock/app.sock", "{}", hit.raw);
+    let all = records_decoded(&wanting.stop());
+    assert!(all >= CONNECTS, "with a rule on the socket every connect is a record: {all} for {CONNECTS}");
+}

@@ -205,6 +205,8 @@ pub struct LoadOptions<'a> {
     pub host: HostNamespaces,
     pub enforce: bool,
     pub guards: crate::enforce::guards::GuardActions,
+    /// [`crate::rules::RuleSet::needs_every_unix_connect`].
+    pub every_unix_connect: bool,
     pub max_tasks: u32,
     pub commit_creds: CommitCredsHook,
 }
@@ -355,6 +357,7 @@ pub fn load(opts: LoadOptions<'_>) -> Result<Loaded, Error> {
         .map_err(|e| Error::Load(e.to_string()))?;
     // Before anything attaches: no event may meet an unconfigured guard.
     crate::enforce::guards::write(&mut ebpf, &opts.guards).map_err(Error::Load)?;
+    set_every_unix_connect(&mut ebpf, opts.every_unix_connect).map_err(Error::Load)?;
 
     let mut statuses = Vec::new();
     for spec in programs::required() {
@@ -579,6 +582,15 @@ pub fn features(o: &Offsets, commit_creds: &str, behaviour_missing: &[&str]) -> 
         },
         Feature { name: "behaviour rules", status: behaviour.0, detail: behaviour.1 },
     ]
+}
+
+/// Tell the kernel whether the rules want unix connects to sockets other than a runtime's.
+pub fn set_every_unix_connect(ebpf: &mut aya::Ebpf, on: bool) -> Result<(), String> {
+    let map = ebpf.map_mut(names::RUNTIME_MAP).ok_or_else(|| format!("map {} missing", names::RUNTIME_MAP))?;
+    let mut slots: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    slots
+        .set(dcea_common::runtime::EVERY_UNIX_CONNECT_SLOT, u32::from(on), 0)
+        .map_err(|e| format!("{}: {e}", names::RUNTIME_MAP))
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ impl MonitorOptions {
             host,
             enforce: self.enforce,
             guards: crate::enforce::guards::plan(rules, self.enforce, self.escape_action),
+            every_unix_connect: rules.needs_every_unix_connect(),
             max_tasks: self.max_tasks,
             commit_creds: self.commit_creds,
         }
@@ -366,6 +367,9 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
                     if let Some(k) = kernel.as_mut() {
                         k.pipeline.rules = Some(rules.clone());
                         k.set_guards(&crate::enforce::guards::plan(&rules, opts.enforce, opts.escape_action));
+                        if let Err(e) = loader::set_every_unix_connect(&mut k.ebpf, rules.needs_every_unix_connect()) {
+                            tracing::warn!("updating the kernel's connect filter: {e}");
+                        }
                     }
                     metrics.rules_reloads.get_or_create(&crate::metrics::ResultLabels { result: "ok" }).inc();
                 }

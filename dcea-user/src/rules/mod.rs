@@ -338,6 +338,13 @@ impl RuleSet {
         self.index[t as usize].iter().map(|(i, _)| &self.rules[*i as usize])
     }
 
+    /// Whether an enabled rule can match a unix connect to a socket that is not a runtime's:
+    /// any connect rule but those guarded by `runtime-socket`, whose sockets the kernel
+    /// recognises itself. Without one the kernel sends no record for other sockets.
+    pub fn needs_every_unix_connect(&self) -> bool {
+        self.rules_for(EvtType::Connect).any(|r| r.guard != Some(dcea_common::Guard::RuntimeSocket))
+    }
+
     /// Enabled rules matching the event, in definition order, without allocating.
     pub fn matching<'a, E: EventView + ?Sized>(&'a self, ev: &'a E) -> impl Iterator<Item = &'a Rule> + 'a {
         self.index[ev.evt_type() as usize]

@@ -143,15 +143,20 @@ fn shell_in_container() {
     silent(&exec("ls", &["runc"]));
 }
 
-#[test]
-fn shell_exception_values_from_an_override_file() {
-    let local = "- rule: Shell spawned in a container\n  exceptions:\n    - name: trusted_images\n      values: [docker.io/library/nginx]\n  override:\n    exceptions: append\n";
+/// The default files and a local one after them.
+fn with_local(local: &str) -> Vec<crate::rules::Source> {
     let mut sources: Vec<_> = crate::rules::BUILTIN_FILES
         .iter()
         .map(|(n, t)| crate::rules::Source { name: n.to_string(), text: t.to_string() })
         .collect();
     sources.push(crate::rules::Source { name: "local.yaml".into(), text: local.into() });
-    let set = RuleSet::from_sources(sources).unwrap();
+    sources
+}
+
+#[test]
+fn shell_exception_values_from_an_override_file() {
+    let local = "- rule: Shell spawned in a container\n  exceptions:\n    - name: trusted_images\n      values: [docker.io/library/nginx]\n  override:\n    exceptions: append\n";
+    let set = RuleSet::from_sources(with_local(local)).unwrap();
     assert!(hits(&set, &exec("sh", &["runc"])).is_empty());
     let mut other = exec("sh", &["runc"]);
     other.container_image_repository = Some("docker.io/library/alpine");
@@ -618,4 +623,14 @@ fn every_critical_escape_rule_carries_an_action_and_the_kernel_decidable_ones_a_
         assert!(guarded.contains(&g), "no default rule names guard {}", g.name());
     }
     assert_eq!(builtin().rule(names::DRIFT_EXECUTED).unwrap().action, Action::Alert, "drift is not an escape");
+}
+
+#[test]
+fn the_kernel_sends_other_unix_connects_only_for_a_rule_that_can_match_them() {
+    assert!(!builtin().needs_every_unix_connect(), "the defaults match runtime sockets only");
+    let local = "- rule: App socket\n  desc: d\n  condition: evt.type = connect and fd.name = /run/app.sock\n  output: o\n  priority: NOTICE\n";
+    let mut sources = with_local(local);
+    assert!(RuleSet::from_sources(sources.clone()).unwrap().needs_every_unix_connect());
+    sources.last_mut().unwrap().text.push_str("  enabled: false\n");
+    assert!(!RuleSet::from_sources(sources).unwrap().needs_every_unix_connect(), "a disabled rule needs nothing");
 }
