@@ -49,6 +49,9 @@ fn state_of(pid: u32) -> Option<u8> {
 pub async fn run(opts: &MonitorOptions, env: SentinelEnv) -> Result<(), Error> {
     // The agent's stop signals reach its process group too; the sentinel ends when the agent
     // does (its pidfd), after saying what it saw.
+    // Re-executed through /proc/self/exe, whose comm is "exe": a name ps and pgrep can find.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"dcea-sentinel".as_ptr()) };
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
         // SAFETY: setting a signal's disposition to ignore.
         unsafe { libc::signal(sig, libc::SIG_IGN) };
