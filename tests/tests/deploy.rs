@@ -101,7 +101,8 @@ fn manifests_are_typed_and_hardened() {
         assert!(above.starts_with('#'), "capability {cap} has no comment above it");
     }
 
-    // Mounts: read-only except the state dir and bpffs; the state dir is where dcea.yaml says.
+    // Mounts: read-only except the state dir, bpffs and the cgroup tree (--enforce writes
+    // cgroup.kill); the state dir is where dcea.yaml says.
     let volumes = pod.volumes.as_ref().expect("volumes");
     let host_path = |name: &str| {
         volumes.iter().find(|v| v.name == name).and_then(|v| v.host_path.as_ref()).map(|h| h.path.as_str())
@@ -117,8 +118,10 @@ fn manifests_are_typed_and_hardened() {
             assert_eq!(hp, m.mount_path, "host paths are mounted where the host has them");
         }
     }
-    assert_eq!(writable, ["/sys/fs/bpf", "/var/lib/dcea"].into_iter().collect());
-    for want in ["/sys/kernel", "/sys/fs/bpf", "/etc/os-release", "/run", "/var/lib/dcea", "/etc/dcea"] {
+    assert_eq!(writable, ["/sys/fs/bpf", "/sys/fs/cgroup", "/var/lib/dcea"].into_iter().collect());
+    for want in
+        ["/sys/kernel", "/sys/fs/bpf", "/sys/fs/cgroup", "/etc/os-release", "/run", "/var/lib/dcea", "/etc/dcea"]
+    {
         assert!(mounted.contains(want), "{want} is not mounted: {mounted:?}");
     }
     let config = read(&kube_dir().join("config/dcea.yaml"));

@@ -18,7 +18,10 @@ use crate::{
     Error,
     container::{cri::CriCache, engine, metadata::MetadataCache},
     metrics::Metrics,
-    monitor::{AlertContext, MonitorOptions, Pipeline, behaviour::decode_behaviour},
+    monitor::{
+        AlertContext, MonitorOptions, Pipeline,
+        behaviour::{DecodedBehaviour, decode_behaviour},
+    },
     output::Alert,
     sinks::{Delivery, DeliveryOptions},
     trust::HostNamespaces,
@@ -94,9 +97,12 @@ pub async fn run(opts: &MonitorOptions, env: SentinelEnv) -> Result<(), Error> {
         tokio::select! {
             biased;
             ready = ring.readable_mut() => {
-                let mut guard = ready.map_err(|e| Error::io("polling the sentinel ring", e))?;
-                guard.clear_ready();
-                drain(guard.get_inner_mut(), &mut pipeline, &mut delivery, &mut log, env.agent);
+                let records = {
+                    let mut guard = ready.map_err(|e| Error::io("polling the sentinel ring", e))?;
+                    guard.clear_ready();
+                    take(guard.get_inner_mut())
+                };
+                report(records, &mut pipeline, &mut delivery, &mut log, env.agent).await;
             }
             _ = agent.readable() => break,
             _ = tick.tick() => {
@@ -106,38 +112,57 @@ pub async fn run(opts: &MonitorOptions, env: SentinelEnv) -> Result<(), Error> {
             }
         }
     }
-    drain(ring.get_mut(), &mut pipeline, &mut delivery, &mut log, env.agent);
+    let records = take(ring.get_mut());
+    report(records, &mut pipeline, &mut delivery, &mut log, env.agent).await;
     log.agent_exited();
     eprintln!("dcea: sentinel: the agent {} exited; delivery: {}", env.agent, delivery.stop(STOP_GRACE));
     Ok(())
 }
 
-/// Every queued record becomes its alerts, submitted at once; a stop signal is undone.
-fn drain(
-    ring: &mut RingBuf<MapData>,
+/// Every queued record, copied out of the ring.
+fn take(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    while let Some(record) = ring.next() {
+        records.push(record.to_vec());
+    }
+    records
+}
+
+/// How long a record may wait for its container's metadata.
+const METADATA_WAIT: Duration = Duration::from_secs(1);
+
+/// The records become their alerts, submitted at once; a stop signal is undone first.
+async fn report(
+    records: Vec<Vec<u8>>,
     pipeline: &mut Pipeline,
     delivery: &mut Delivery,
     log: &mut SentinelLog,
     agent: u32,
 ) {
-    let mut out: Vec<Alert> = Vec::new();
-    let mut stopped = false;
-    while let Some(record) = ring.next() {
-        if let Ok(b) = decode_behaviour(&record)
-            && b.hook == Hook::Signal as u32
-        {
-            stopped |= STOP_SIGNALS.contains(&b.args[arg::FLAGS]);
+    let decoded: Vec<DecodedBehaviour> =
+        records.iter().filter_map(|r| decode_behaviour(r).ok().and_then(DecodedBehaviour::new)).collect();
+    if decoded.iter().any(|b| b.hook == Hook::Signal && STOP_SIGNALS.contains(&b.raw.args[arg::FLAGS])) {
+        tokio::spawn(resume(agent));
+    }
+    // A container that goes for the agent first thing can be younger than the engine's answer
+    // about it: its name and image are worth a moment (the agent is already being resumed).
+    let deadline = tokio::time::Instant::now() + METADATA_WAIT;
+    for id in
+        decoded.iter().filter_map(|b| crate::container::from_cgroup_path(&b.cgroup_path)).map(|c| c.id.to_string())
+    {
+        while pipeline.ctx.metadata.lookup(&id).is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        pipeline.process_into(&record, &mut out);
+    }
+    let mut out: Vec<Alert> = Vec::new();
+    for record in &records {
+        pipeline.process_into(record, &mut out);
     }
     for mut alert in out {
         alert.output_fields.insert("dcea.reported_by".into(), serde_json::json!("sentinel"));
         log.threat(&alert);
         eprintln!("dcea: sentinel: {}", alert.output);
         delivery.submit(alert);
-    }
-    if stopped {
-        tokio::spawn(resume(agent));
     }
 }
 
