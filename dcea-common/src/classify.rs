@@ -66,7 +66,9 @@ pub const fn legit_change_mask(hook: Hook) -> u32 {
         | Hook::Bpf
         | Hook::Chroot
         | Hook::PivotRoot
-        | Hook::Signal => 0,
+        | Hook::Signal
+        | Hook::Mmap
+        | Hook::ProcessVmWritev => 0,
     }
 }
 

@@ -69,6 +69,10 @@ pub struct Offsets {
     pub dentry_d_sb: u32,
     pub dentry_d_inode: u32,
     pub inode_i_mode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_nlink: u32,
+    /// `dentry->d_hash.pprev`: null while the dentry is unhashed (deleted, memfd, O_TMPFILE).
+    pub dentry_d_hash_pprev: u32,
     pub sb_s_magic: u32,
     pub sb_s_dev: u32,
     /// `struct mount`: the embedded `struct vfsmount` and the links to the parent mount.
@@ -131,6 +135,9 @@ impl Offsets {
             dentry_d_sb: ABSENT,
             dentry_d_inode: ABSENT,
             inode_i_mode: ABSENT,
+            inode_i_ino: ABSENT,
+            inode_i_nlink: ABSENT,
+            dentry_d_hash_pprev: ABSENT,
             sb_s_magic: ABSENT,
             sb_s_dev: ABSENT,
             mount_mnt: ABSENT,

@@ -125,6 +125,10 @@ pub enum Hook {
     PivotRoot = 24,
     /// tp_btf signal_generate: a container task signalled the agent or its sentinel.
     Signal = 25,
+    /// mmap of a file with `PROT_EXEC` (how ld.so loads shared libraries and `LD_PRELOAD`).
+    Mmap = 26,
+    /// process_vm_writev into a process (code injection without ptrace).
+    ProcessVmWritev = 27,
 }
 
 impl Hook {
@@ -155,6 +159,8 @@ impl Hook {
             23 => Hook::Chroot,
             24 => Hook::PivotRoot,
             25 => Hook::Signal,
+            26 => Hook::Mmap,
+            27 => Hook::ProcessVmWritev,
             _ => return None,
         })
     }
@@ -187,6 +193,8 @@ impl Hook {
             Hook::Chroot => "chroot",
             Hook::PivotRoot => "pivot_root",
             Hook::Signal => "kill",
+            Hook::Mmap => "mmap",
+            Hook::ProcessVmWritev => "process_vm_writev",
         }
     }
 
@@ -270,6 +278,9 @@ pub mod flags {
     /// Behaviour (signal, ptrace): the target is the dcea agent or its sentinel
     /// ([`crate::agent_role`]).
     pub const AGENT_TARGET: u32 = 1 << 18;
+    /// Behaviour (exec, mmap): the file has no name left: a memfd, an `O_TMPFILE` file or a
+    /// deleted one (`i_nlink` 0 or an unhashed dentry). Code run from it is fileless.
+    pub const FILE_UNLINKED: u32 = 1 << 19;
     /// Bits 24..28: the [`crate::Guard`] the record matched, plus one (0: none).
     pub const GUARD_SHIFT: u32 = 24;
     pub const GUARD_MASK: u32 = 0xf << GUARD_SHIFT;
@@ -366,14 +377,16 @@ pub const BEHAVIOUR_SIZE: usize = core::mem::size_of::<Behaviour>();
 /// Indices into [`Behaviour::args`], per hook.
 pub mod arg {
     /// open*: `f_flags` (with `O_CREAT` added when the open created the file); mount: `MS_*`
-    /// flags; ptrace: request; bpf: command; mknod*: mode; exec: length of the argv block.
+    /// flags; ptrace: request; bpf: command; mknod*: mode; exec: length of the argv block;
+    /// mmap: `prot`.
     pub const FLAGS: usize = 0;
-    /// open*: `i_mode` of the inode; mknod*: the device number; ptrace: target pid.
+    /// open*, exec, mmap: `i_mode` of the inode; mknod*: the device number; ptrace,
+    /// process_vm_writev: target pid.
     pub const MODE: usize = 1;
-    /// open*, finit_module: `s_dev` of the file's superblock (kernel encoding major << 20 | minor);
-    /// chroot/pivot_root: of the task's new root.
+    /// open*, finit_module, exec, mmap: `s_dev` of the file's superblock (kernel encoding
+    /// major << 20 | minor); chroot/pivot_root: of the task's new root.
     pub const DEV: usize = 2;
-    /// open*, finit_module: `s_magic` of the file's superblock.
+    /// open*, finit_module, exec, mmap: `s_magic` of the file's superblock.
     pub const MAGIC: usize = 3;
     /// signal: the signal number (at [`FLAGS`]), the target's tgid (at [`MODE`]), the
     /// signalled thread (at [`DEV`]) and its [`crate::agent_role`] (here).
@@ -426,6 +439,9 @@ pub struct Behaviour {
     /// slot is a mount crossing. With [`flags::HOST_FS_PATH`], up to the filesystem's root
     /// instead. chroot/pivot_root: the task's new root, read at syscall exit.
     pub file: [[u8; EXE_COMPONENT_LEN]; FILE_STEPS],
+    /// exec, mmap: the inode number of the program or mapped file (with `args[DEV]` its
+    /// identity, which the integrity cache keys on).
+    pub ino: u64,
 }
 
 #[cfg(feature = "user")]

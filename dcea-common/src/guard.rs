@@ -93,7 +93,7 @@ impl Guard {
             Guard::RuntimeSocket => &["sys_enter_connect"],
             Guard::HostDiskMount | Guard::PseudoFsMount => &["mount_behaviour"],
             Guard::HostRoot => &["sys_exit_chroot", "sys_exit_pivot_root"],
-            Guard::PtraceOutside => &["sys_enter_ptrace"],
+            Guard::PtraceOutside => &["sys_enter_ptrace", "sys_enter_process_vm_writev"],
             Guard::ModuleLoad => &["sys_enter_init_module", "sys_enter_finit_module"],
             Guard::DeviceNode => &["sys_enter_mknod", "sys_enter_mknodat"],
             Guard::AgentSignal => &["signal_generate"],

@@ -106,9 +106,9 @@ macro_rules! behaviour {
 /// Behaviour hooks for the rules engine; optional (a kernel without openat2 still runs the
 /// rest). The exec behaviour rides on the required exec program; the mount behaviour is a
 /// second program on sys_enter_mount ([`MOUNT_BEHAVIOUR`]).
-pub const BEHAVIOUR: [ProgramSpec; 13] = {
+pub const BEHAVIOUR: [ProgramSpec; 15] = {
     let named = BEHAVIOUR_BY_TRACEPOINT;
-    let mut all = [MOUNT_BEHAVIOUR; 13];
+    let mut all = [MOUNT_BEHAVIOUR; 15];
     let mut i = 0;
     while i < named.len() {
         all[i] = named[i];
@@ -125,7 +125,7 @@ pub const MOUNT_BEHAVIOUR: ProgramSpec = ProgramSpec {
     required: false,
 };
 
-const BEHAVIOUR_BY_TRACEPOINT: [ProgramSpec; 12] = behaviour![
+const BEHAVIOUR_BY_TRACEPOINT: [ProgramSpec; 14] = behaviour![
     "sys_exit_open",
     "sys_exit_openat",
     "sys_exit_openat2",
@@ -138,6 +138,8 @@ const BEHAVIOUR_BY_TRACEPOINT: [ProgramSpec; 12] = behaviour![
     "sys_enter_bpf",
     "sys_exit_chroot",
     "sys_exit_pivot_root",
+    "sys_enter_mmap",
+    "sys_enter_process_vm_writev",
 ];
 
 macro_rules! lsm {

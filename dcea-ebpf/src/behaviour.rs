@@ -168,6 +168,7 @@ pub(crate) fn begin_on(
             core::ptr::write_volatile(&mut ev.args[i], args[i]);
             i += 1;
         }
+        core::ptr::write_volatile(&mut ev.ino, 0);
         ev.snap = *snap;
         task.comm(&mut ev.comm);
         parent.comm(&mut ev.parent_comm);
@@ -960,8 +961,62 @@ pub fn on_exec(ctx: &TracePointContext) {
     // An absent field (loc 0) reads as an empty name rather than the record's header. A
     // branch, not a mask: the verifier refuses bitwise operations on the context pointer.
     let filename = if filename_loc == 0 { 0 } else { ctx.as_ptr() as u64 + (filename_loc & 0xffff) as u64 };
-    emit(begin(Hook::Exec, task, &snap, 0, [0; 4], 0, false), |ev| {
+    // The program's identity for the integrity checks: a memfd or deleted file is fileless.
+    let exe = FileInfo::read(task.exe_file());
+    let unlinked = exe.unlinked();
+    let args = [0, exe.i_mode as u64, exe.s_dev() as u64, exe.s_magic];
+    emit(begin(Hook::Exec, task, &snap, 0, args, unlinked * flags::FILE_UNLINKED, unlinked != 0), |ev| {
         read_str(filename, &mut ev.path);
         ev.args[arg::FLAGS] = task.argv(&mut ev.arg);
+        ev.ino = exe.ino();
     });
+}
+
+const PROT_EXEC: u64 = 4;
+const MAP_ANONYMOUS: u64 = 0x20;
+
+/// mmap(addr, len, prot, flags, fd, off) of a file with `PROT_EXEC` by a container task: how
+/// ld.so maps a shared library's code (an `LD_PRELOAD` one too), and how a loader maps code
+/// it wrote. Anonymous and non-executable mappings return after two comparisons; userspace
+/// classifies the file against the image (integrity).
+#[tracepoint]
+pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    let (prot, map_flags) = (syscall_arg(&ctx, 2), syscall_arg(&ctx, 3));
+    if prot & PROT_EXEC == 0 || map_flags & MAP_ANONYMOUS != 0 {
+        return 0;
+    }
+    let Some((task, snap)) = current_container_task() else {
+        return 0;
+    };
+    let file = task.descriptor_file(syscall_arg(&ctx, 4));
+    if file == 0 {
+        return 0;
+    }
+    let info = FileInfo::read(file);
+    let unlinked = info.unlinked();
+    let args = [prot, info.i_mode as u64, info.s_dev() as u64, info.s_magic];
+    let record_flags = flags::BEFORE_RESULT | (unlinked * flags::FILE_UNLINKED);
+    if let Some(mut record) = begin(Hook::Mmap, task, &snap, 0, args, record_flags, unlinked != 0) {
+        let ev = record.ev();
+        ev.ino = info.ino();
+        ev.flags |= flags::FILE_TRUNCATED * path_components(info.vfsmount, info.dentry, 1, &mut ev.file);
+        record.submit();
+    }
+    0
+}
+
+/// process_vm_writev(pid, local_iov, liovcnt, remote_iov, riovcnt, flags) by a container
+/// task: a write into another process's memory without ptrace. Outside the caller's
+/// container it is the `ptrace-outside` guard's (the kernel checks the same attach right).
+#[tracepoint]
+pub fn sys_enter_process_vm_writev(ctx: TracePointContext) -> u32 {
+    let Some((task, snap)) = current_container_task() else {
+        return 0;
+    };
+    let target = syscall_arg(&ctx, 0);
+    let guard = enforce(code(Guard::PtraceOutside, ptrace_target_outside(&snap, target as u32) as u32));
+    let agent = crate::agent::target_flag(target as u32);
+    let args = [syscall_arg(&ctx, 4), target, 0, 0];
+    emit(begin(Hook::ProcessVmWritev, task, &snap, 0, args, flags::BEFORE_RESULT | guard | agent, true), |_| {});
+    0
 }

@@ -295,6 +295,7 @@ pub struct FileInfo {
     /// `dentry->d_parent` and `dentry->d_name.name`.
     pub parent: u64,
     pub name: u64,
+    pub inode: u64,
     pub i_mode: u32,
     pub s_magic: u64,
 }
@@ -347,6 +348,7 @@ impl FileInfo {
             sb,
             parent,
             name,
+            inode,
             i_mode: read::<u16>(inode, config!(offsets.inode_i_mode)) as u32,
             s_magic: read::<u64>(sb, config!(offsets.sb_s_magic)),
         }
@@ -365,6 +367,24 @@ impl FileInfo {
     #[inline(always)]
     pub fn s_dev(&self) -> u32 {
         read::<u32>(self.sb, config!(offsets.sb_s_dev))
+    }
+
+    #[inline(always)]
+    pub fn ino(&self) -> u64 {
+        read::<u64>(self.inode, config!(offsets.inode_i_ino))
+    }
+
+    /// 1 when the file has no name left: no link (deleted, `O_TMPFILE`) or a dentry that was
+    /// never or is no longer hashed (memfd, deleted). Needs both offsets, else 0.
+    #[inline(always)]
+    pub fn unlinked(&self) -> u32 {
+        let (nlink_off, pprev_off): (u32, u32) = (config!(offsets.inode_i_nlink), config!(offsets.dentry_d_hash_pprev));
+        if nlink_off == ABSENT || pprev_off == ABSENT || self.inode == 0 {
+            return 0;
+        }
+        let nlink = read::<u32>(self.inode, nlink_off) as u64;
+        let pprev = read_ptr(self.dentry, pprev_off);
+        ((nonzero(nlink) & nonzero(pprev)) ^ 1) as u32
     }
 
     /// The directory holding the file, stepping to the mount point when the parent is the
@@ -495,6 +515,26 @@ impl Task {
         // fd < max_fds as 0/1 (both below 2^32, so the difference's sign bit decides).
         let in_table = ((fd as u64).wrapping_sub(max_fds as u64) >> 63) & nonzero(fds);
         read_ptr(fds.wrapping_add(fd as u64 * 8) & in_table.wrapping_neg(), 0)
+    }
+
+    /// The file behind a descriptor the task passed to a syscall (any number): 0 past the
+    /// table's end.
+    #[inline(always)]
+    pub fn descriptor_file(self, fd: u64) -> u64 {
+        let files = read_ptr(self.0, config!(offsets.task_files));
+        let fdt = read_ptr(files, config!(offsets.files_fdt));
+        let max_fds = read::<u32>(fdt, config!(offsets.fdtable_max_fds)) as u64;
+        let fds = read_ptr(fdt, config!(offsets.fdtable_fd));
+        // An int: -1 (MAP_ANONYMOUS) becomes 2^32 - 1, past any table.
+        let fd = fd & 0xffff_ffff;
+        let inside = nonzero(fds) & (fd.wrapping_sub(max_fds) >> 63);
+        read_ptr(fds.wrapping_add(fd * 8) & inside.wrapping_neg(), 0)
+    }
+
+    /// `mm->exe_file`: the program the task runs.
+    #[inline(always)]
+    pub fn exe_file(self) -> u64 {
+        read_ptr(read_ptr(self.0, config!(offsets.task_mm)), config!(offsets.mm_exe_file))
     }
 
     /// The `struct file *` of a descriptor the kernel has just installed (an open's result):

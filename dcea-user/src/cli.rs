@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Watch namespace transitions in the kernel and report escapes as they happen.
     /// Alerts go to stdout (one per line); logs and the start-up report go to stderr.
-    Monitor(MonitorArgs),
+    Monitor(Box<MonitorArgs>),
     /// Load and attach the kernel programs, print what works on this kernel, and exit.
     Probe {
         #[command(flatten)]
@@ -45,6 +45,12 @@ pub enum Command {
     Measure {
         #[command(subcommand)]
         target: crate::measure::MeasureTarget,
+    },
+    /// Runtime integrity: what the monitor measured of each image and what it found
+    /// (modified image files, files not in the image, fileless code, code modified in memory).
+    Integrity {
+        #[command(subcommand)]
+        command: crate::integrity::cli::IntegrityCommand,
     },
     /// Behaviour rules (Falco's language): validate files, list the loaded rules, list fields.
     Rules {
@@ -141,6 +147,33 @@ pub struct MonitorArgs {
     pub cri: crate::container::cri::socket::CriSocketArg,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    #[command(flatten)]
+    pub integrity: IntegrityArgs,
+}
+
+/// Runtime integrity: the in-memory code measurement of container processes.
+#[derive(Debug, Args)]
+pub struct IntegrityArgs {
+    /// How often every container process's code and read-only data are checked against the
+    /// files they map (`60`, `30s`, `5m`; 0 turns the periodic pass off — a process that a
+    /// tampering record names is still measured at once).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_integrity_interval)]
+    pub integrity_interval: Duration,
+    /// Also report anonymous executable memory in container processes. Off by default: JIT
+    /// runtimes (Java, Node.js, .NET) map it all the time.
+    #[arg(long)]
+    pub integrity_anon_exec: bool,
+}
+
+fn parse_integrity_interval(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 60, 30s, 5m, 0 to turn off)"))?,
+    };
+    if d > Duration::from_secs(24 * 3600) || (!d.is_zero() && d < Duration::from_millis(500)) {
+        return Err("the integrity interval must be 0 (off) or between 500ms and 24h".into());
+    }
+    Ok(d)
 }
 
 /// Where alerts go, and how they get there.
@@ -252,6 +285,10 @@ impl MonitorArgs {
             delivery: self.delivery.options(self.format, self.state.state_dir.clone()),
             metrics_addr: self.delivery.metrics_addr,
             cri_socket: self.cri.cri_socket.clone(),
+            integrity: crate::monitor::IntegrityOptions {
+                interval: self.integrity.integrity_interval,
+                anon_exec: self.integrity.integrity_anon_exec,
+            },
             ..self.kernel.monitor_options(self.format)
         }
     }
@@ -275,6 +312,7 @@ impl KernelArgs {
             delivery: crate::sinks::DeliveryOptions { format, ..Default::default() },
             metrics_addr: None,
             cri_socket: None,
+            integrity: Default::default(),
         }
     }
 }

@@ -5,13 +5,15 @@
 //! belongs to), `output` (Falco-shaped alerts as JSON lines or text), `rules` (Falco-language
 //! behaviour rules: loader, compiler, evaluator, default ruleset), `sinks` (the one delivery
 //! stage: storm control, per-sink queues, stdout/file/syslog/HTTP with a spool), `metrics`
-//! (Prometheus series and the health check), `config` (the monitor's config file and
+//! (Prometheus series and the health check), `integrity` (programs, libraries and in-memory
+//! code of containers checked against their image), `config` (the monitor's config file and
 //! `DCEA_*` variables, layered over its flags).
 
 pub mod cli;
 pub mod config;
 pub mod container;
 pub mod enforce;
+pub mod integrity;
 pub mod measure;
 pub mod metrics;
 pub mod monitor;

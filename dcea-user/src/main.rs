@@ -42,6 +42,7 @@ fn main() -> ExitCode {
             dcea_user::measure::run(&args).map_err(|e| e.to_string())
         }
         Command::Rules { command } => dcea_user::rules::cmd::run(command),
+        Command::Integrity { command } => dcea_user::integrity::cli::run(command),
         Command::Monitor(args) => runtime.block_on(monitor::run(args.options())).map(|()| 0).map_err(|e| e.to_string()),
         Command::Trust { command } => dcea_user::trust::cli::run(command).map_err(|e| e.to_string()),
         Command::Config { command } => dcea_user::config::cmd::run(command),

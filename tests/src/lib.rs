@@ -288,6 +288,113 @@ impl Drop for HostAnchor {
     }
 }
 
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+
+/// The hierarchy dcea names containers by (the agent's own choice, see the loader): the v2 tree
+/// on unified hosts, else the first of these v1 controllers that is mounted.
+fn container_hierarchy() -> Option<PathBuf> {
+    use dcea_user::sys::fs_magic;
+    if fs_magic(std::path::Path::new(CGROUP_ROOT)) == Some(CGROUP2_SUPER_MAGIC) {
+        return Some(CGROUP_ROOT.into());
+    }
+    ["pids", "memory", "cpu", "devices", "freezer", "blkio"]
+        .iter()
+        .map(|c| std::path::Path::new(CGROUP_ROOT).join(c))
+        .find(|p| fs_magic(p) == Some(CGROUP_SUPER_MAGIC))
+}
+
+/// A container without a container engine, so that a test runs on every kernel of the matrix:
+/// a cgroup whose leaf name carries a 64-hex-digit id, the way runtimes name theirs
+/// (`docker-<id>.scope`). A process moves itself there between fork and exec, and the kernel
+/// program at exec recognises it as containerised, exactly as it recognises a `--pid=host
+/// --net=host` container. Removed (with its parent) on drop.
+pub struct FakeContainer {
+    pub id: String,
+    parent: PathBuf,
+    leaf: PathBuf,
+}
+
+impl FakeContainer {
+    /// None (after printing SKIP) when no cgroup hierarchy dcea uses is mounted.
+    pub fn create(test: &str) -> Option<FakeContainer> {
+        let Some(hierarchy) = container_hierarchy() else {
+            skip(
+                test,
+                Need::Kernel,
+                &format!(
+                    "neither cgroup v2 nor a v1 pids/memory/cpu/devices/freezer/blkio hierarchy under {CGROUP_ROOT}"
+                ),
+            );
+            return None;
+        };
+        let pid = std::process::id();
+        // Unique per test process; "dcea" are hex digits too.
+        let id = format!("dcea{:060x}", (u64::from(pid) << 8) | 0xbe);
+        let parent = hierarchy.join(format!("dcea-test-{pid}"));
+        let leaf = parent.join(format!("docker-{id}.scope"));
+        std::fs::create_dir_all(&leaf).unwrap_or_else(|e| panic!("mkdir {}: {e}", leaf.display()));
+        Some(FakeContainer { id, parent, leaf })
+    }
+
+    /// Run `program args` inside and assert it succeeded.
+    pub fn run(&self, program: &std::path::Path, args: &[&str]) -> std::process::Output {
+        let out = self.try_run(program, args);
+        assert!(
+            out.status.success(),
+            "{} {args:?} in the fake container: {}\n{}{}",
+            program.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Run `program args` inside: the child joins the cgroup before exec.
+    pub fn try_run(&self, program: &std::path::Path, args: &[&str]) -> std::process::Output {
+        self.command(program, args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {} in the fake container: {e}", program.display()))
+    }
+
+    /// `program args` as a command whose child joins the cgroup before exec (to spawn a
+    /// process that stays inside; every one must have exited before the drop).
+    pub fn command(&self, program: &std::path::Path, args: &[&str]) -> Command {
+        use std::os::unix::process::CommandExt;
+        let procs = std::ffi::CString::new(self.leaf.join("cgroup.procs").into_os_string().into_encoded_bytes())
+            .expect("cgroup path");
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        // SAFETY: between fork and exec only open/write/close on a path prepared before the
+        // fork (no allocation: the harness has other threads).
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if written != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        // Every process we ran inside has exited; a cgroup without processes can be removed.
+        let _ = std::fs::remove_dir(&self.leaf);
+        let _ = std::fs::remove_dir(&self.parent);
+    }
+}
+
 pub fn ns_inode(pid: u32, kind: &str) -> u64 {
     dcea_user::sys::ns_inode(&pid.to_string(), kind)
         .map(u64::from)

@@ -54,11 +54,12 @@ pub const KERNELS: [KernelSpec; 3] = [
 
 /// Test targets of the dcea-tests crate that run in the guest: every capability that needs no
 /// Docker engine (Docker-only tests print SKIP there) and no files of the source tree.
-const GUEST_TEST_TARGETS: [&str; 4] = ["cli", "monitor", "creds", "behaviour"];
+const GUEST_TEST_TARGETS: [&str; 5] = ["cli", "monitor", "creds", "behaviour", "integrity"];
 
 /// Tests that must run (not SKIP) on every matrix kernel: they are why the matrix exists.
-const MUST_RUN: [&str; 7] = [
+const MUST_RUN: [&str; 8] = [
     "behaviour_rules_fire_in_a_fake_container",
+    "integrity_records_and_injection_rules_in_a_fake_container",
     "lsm_deny_refuses_guarded_operations_in_a_fake_container",
     "commit_creds_fentry_reports_root_gain_in_container",
     "commit_creds_kprobe_fallback_reports_root_gain_in_container",

@@ -124,6 +124,12 @@ pub fn set_host_mountinfo(path: &str) {
     c.read_at = None;
 }
 
+/// The host's mountinfo file (see [`set_host_mountinfo`]).
+pub fn host_mountinfo_path() -> String {
+    let c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if c.source.is_empty() { "/proc/self/mountinfo".to_string() } else { c.source.clone() }
+}
+
 /// [`resolve`] against the host's mount table (kernel device encoding: major << 20 | minor).
 pub fn host_path(kernel_dev: u64, fs_path: &str) -> Option<String> {
     let (major, minor) = ((kernel_dev >> 20) as u32, (kernel_dev & 0xf_ffff) as u32);

@@ -177,6 +177,12 @@ pub fn resolve_offsets(btf: &KernelBtf) -> Result<Offsets, Error> {
     o.dentry_d_sb = opt("dentry", &["d_sb"]);
     o.dentry_d_inode = opt("dentry", &["d_inode"]);
     o.inode_i_mode = opt("inode", &["i_mode"]);
+    o.inode_i_ino = opt("inode", &["i_ino"]);
+    o.inode_i_nlink = opt("inode", &["i_nlink", "__i_nlink"]);
+    o.dentry_d_hash_pprev = match (btf.offset("dentry", &["d_hash"]), btf.offset("hlist_bl_node", &["pprev"])) {
+        (Some(hash), Some(pprev)) => hash + pprev,
+        _ => ABSENT,
+    };
     o.sb_s_magic = opt("super_block", &["s_magic"]);
     o.sb_s_dev = opt("super_block", &["s_dev"]);
     o.mount_mnt = opt("mount", &["mnt"]);

@@ -1,7 +1,7 @@
 //! The kernel side of a running monitor: the two ring buffers (priority first), the drain
 //! into the pipeline, and the kernel's counters.
 
-use std::{io, path::Path};
+use std::{io, path::Path, sync::Arc};
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use dcea_common::{names, stats};
@@ -88,6 +88,8 @@ impl Kernel {
             enforce: opts.enforce,
         };
         kernel.pipeline.enforce = opts.enforce;
+        kernel.pipeline.integrity = Some(Arc::new(crate::integrity::Integrity::new(&opts.state_dir)));
+        kernel.pipeline.state_dir = Some(opts.state_dir.clone());
         for g in &report.guards {
             if let Some(guard) = dcea_common::Guard::from_name(g.guard) {
                 kernel.pipeline.denied_in_kernel[guard as usize] = g.denied_in_kernel;

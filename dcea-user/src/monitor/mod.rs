@@ -77,6 +77,21 @@ pub struct MonitorOptions {
     pub metrics_addr: Option<SocketAddr>,
     /// `--cri-socket`: the CRI runtime to name pods from (else the well-known sockets).
     pub cri_socket: Option<PathBuf>,
+    /// The in-memory measurement pass.
+    pub integrity: IntegrityOptions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntegrityOptions {
+    /// Zero: only the passes tampering records ask for.
+    pub interval: Duration,
+    pub anon_exec: bool,
+}
+
+impl Default for IntegrityOptions {
+    fn default() -> IntegrityOptions {
+        IntegrityOptions { interval: Duration::from_secs(60), anon_exec: false }
+    }
 }
 
 /// Trust passes beside the kernel programs are a safety net (escapes before dcea started,
@@ -277,6 +292,19 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
         .map_err(|e| Error::io("starting the trust thread", e))?;
     let mut router =
         Router { delivery, dedup: Dedup::default(), metrics: metrics.clone(), trust: Some(worker.handle.clone()) };
+    let integrity = kernel
+        .as_ref()
+        .and_then(|k| k.pipeline.integrity.clone())
+        .unwrap_or_else(|| Arc::new(crate::integrity::Integrity::new(&opts.state_dir)));
+    let (integrity_tx, mut integrity_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pass_options = crate::integrity::pass::PassOptions {
+        interval: opts.integrity.interval,
+        anon_exec: opts.integrity.anon_exec,
+        hostname: ctx.hostname.clone(),
+        state_dir: opts.state_dir.clone(),
+    };
+    crate::integrity::pass::spawn(&integrity, metadata.clone(), pass_options, integrity_tx)
+        .map_err(|e| Error::io("starting the integrity thread", e))?;
 
     // Alerts of the first pass come before its summary. The kernel is drained meanwhile, so
     // a long first pass cannot fill the ring buffers.
@@ -331,6 +359,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
                     k.drain(|a| router.kernel_alert(a));
                 }
             }
+            Some(a) = integrity_rx.recv() => router.trust_alert(a),
             out = trust_rx.recv() => match out {
                 Some(Output::Alert(a)) => router.trust_alert(*a),
                 Some(Output::FirstPass(st) | Output::Pass(st)) => router.trust_pass(&st),

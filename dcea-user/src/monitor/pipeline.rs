@@ -96,6 +96,11 @@ pub struct Pipeline {
     /// Targets of a ptrace attach whose tracer was killed at the hook: the attach's SIGSTOP
     /// is still theirs to undo.
     pub stopped_targets: Vec<u32>,
+    /// Runtime integrity: programs and mapped files judged against the image; tampering
+    /// records ask it for an immediate memory measurement.
+    pub integrity: Option<Arc<crate::integrity::Integrity>>,
+    /// Where notable integrity verdicts are recorded for `dcea integrity show`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// An action a rule asks for that the kernel did not take at its hook.
@@ -125,6 +130,8 @@ impl Pipeline {
             condemned_seen: false,
             condemned: Vec::new(),
             stopped_targets: Vec::new(),
+            integrity: None,
+            state_dir: None,
         }
     }
 
@@ -217,11 +224,23 @@ impl Pipeline {
         let meta = container.as_ref().and_then(|c| self.ctx.metadata.lookup(&c.id));
         let epoch_ns = self.epoch_ns(decoded.raw.ktime_ns);
         let host_ns = self.ctx.host.ns;
+        let integrity = self.integrity.clone();
         let Some(kev) = KernelEvent::behaviour(&decoded, epoch_ns, &host_ns, container.as_ref(), meta.clone()) else {
             return;
         };
         let own = self.learn_pid_ns(container.as_ref(), kev.pid_ns());
-        let kev = kev.with_learned_pid_ns(own);
+        let kev = kev.with_learned_pid_ns(own).with_integrity(integrity.as_deref());
+        if let Some(i) = &integrity {
+            if let Some(c) = &container {
+                let pids = [
+                    Some(decoded.raw.tgid),
+                    Some(decoded.raw.ppid).filter(|p| *p > 1),
+                    meta.as_ref().and_then(|m| m.pid),
+                ];
+                i.observe(&c.id, &pids.into_iter().flatten().collect::<Vec<_>>());
+            }
+            request_measurement(i, &decoded, &kev, host_ns[dcea_common::NsKind::Pid.index()]);
+        }
         if self.enforce
             && meta.is_some()
             && let Some(c) = &container
@@ -244,6 +263,9 @@ impl Pipeline {
         }
         let at = Enforced { record_flags: decoded.raw.flags, tgid: decoded.raw.tgid };
         self.evaluate(&rules, &kev, at, epoch_ns, container.as_ref(), meta.as_deref(), out);
+        if let (Some(found), Some(dir), Some(c)) = (kev.judged_integrity(), &self.state_dir, &container) {
+            record_finding(dir, found, &decoded, &c.id, epoch_ns);
+        }
     }
 
     /// Every rule the event matches becomes a Falco-shaped alert carrying the container's
@@ -337,6 +359,61 @@ pub fn build_alert(ev: &Event, verdict: Verdict, ctx: &AlertContext, details: &P
         uid: Some(ev.new.uid),
     };
     alert::build_alert(verdict, &obs, &proc, details.container.as_ref(), ctx)
+}
+
+/// ptrace requests that write the target's memory or registers.
+const PTRACE_WRITES: [u64; 5] = [4, 5, 6, 13, 0x4205];
+
+/// A record of a write into another process's memory (ptrace pokes, process_vm_writev, a
+/// write-mode open of /proc/<pid>/mem): measure the writer's container now, and the target's
+/// when the writer names it by host pid.
+fn request_measurement(
+    integrity: &crate::integrity::Integrity,
+    b: &DecodedBehaviour,
+    kev: &KernelEvent<'_>,
+    host_pid_ns: u32,
+) {
+    let writes = match b.hook {
+        Hook::Ptrace => PTRACE_WRITES.contains(&b.raw.args[dcea_common::arg::FLAGS]),
+        Hook::ProcessVmWritev => true,
+        Hook::Open | Hook::Openat | Hook::Openat2 => kev.target_pid().is_some(),
+        _ => false,
+    };
+    if !writes {
+        return;
+    }
+    integrity.request_pass(b.raw.tgid);
+    if b.raw.snap.ns[dcea_common::NsKind::Pid.index()] == host_pid_ns
+        && let Some(target) = kev.target_pid().filter(|p| *p > 1)
+    {
+        integrity.request_pass(target as u32);
+    }
+}
+
+fn record_finding(
+    state_dir: &std::path::Path,
+    found: &crate::integrity::FileIntegrity,
+    b: &DecodedBehaviour,
+    container_id: &str,
+    epoch_ns: u64,
+) {
+    use crate::integrity::Verdict;
+    if matches!(found.verdict, Verdict::Image | Verdict::OutsideImage) {
+        return;
+    }
+    let what = b.file.clone().unwrap_or_else(|| b.exe.clone());
+    crate::integrity::findings::append(
+        state_dir,
+        &crate::integrity::findings::Finding {
+            time: crate::output::rfc3339_nanos(epoch_ns),
+            container_id: container_id.to_string(),
+            pid: b.raw.tgid,
+            verdict: found.verdict.name().to_string(),
+            what: format!("{} {what}", b.hook.evt_type()),
+            sha256: found.sha256.clone(),
+            image_sha256: found.image_sha256.clone(),
+        },
+    );
 }
 
 #[cfg(test)]

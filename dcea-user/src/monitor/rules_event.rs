@@ -13,6 +13,7 @@ use dcea_common::{Event, Hook, NS_KINDS, NsKind, TaskSnapshot, arg, flags};
 use super::behaviour::DecodedBehaviour;
 use crate::{
     container::{ContainerRef, host_fs, metadata::ContainerMeta, overlay},
+    integrity::{FileIntegrity, FileQuery, Integrity},
     rules::{
         EventView,
         event::{EvtType, Value, n, s},
@@ -43,6 +44,8 @@ pub fn evt_type_of(hook: Hook) -> Option<EvtType> {
         Hook::Clone3 => EvtType::Clone3,
         Hook::Setns => EvtType::Setns,
         Hook::Signal => EvtType::Kill,
+        Hook::Mmap => EvtType::Mmap,
+        Hook::ProcessVmWritev => EvtType::ProcessVmWritev,
         Hook::MoveMount | Hook::Fsmount | Hook::OpenTree | Hook::Exit | Hook::CommitCreds => return None,
     })
 }
@@ -88,6 +91,9 @@ pub struct KernelEvent<'a> {
     ancestors: OnceCell<Vec<(i64, String)>>,
     cmdline: OnceCell<Option<Cmdline>>,
     upper_layer: OnceCell<Option<bool>>,
+    /// Judges programs and mapped files against the image (none: the field is absent).
+    integrity: Option<&'a Integrity>,
+    file_integrity: OnceCell<Option<FileIntegrity>>,
     host_path: OnceCell<Option<String>>,
     target_container: OnceCell<String>,
     /// The container init's namespaces, read once from /proc/<init>/ns. The init lives as long
@@ -149,6 +155,8 @@ impl<'a> KernelEvent<'a> {
             ancestors: OnceCell::new(),
             cmdline: OnceCell::new(),
             upper_layer: OnceCell::new(),
+            integrity: None,
+            file_integrity: OnceCell::new(),
             host_path: OnceCell::new(),
             target_container: OnceCell::new(),
             container_ns: OnceCell::new(),
@@ -282,12 +290,8 @@ impl<'a> KernelEvent<'a> {
         self.target_container.get_or_init(|| {
             let own = self.container.map(|c| c.id.clone()).unwrap_or_else(|| "host".into());
             let host_pid = self.host_ns[NsKind::Pid.index()];
-            let Some(b) = self.behaviour_record() else { return own };
-            if self.snap().ns[NsKind::Pid.index()] != host_pid {
-                return own;
-            }
-            let target = b.raw.args[arg::MODE] as i32;
-            if target <= 0 {
+            let Some(target) = self.target_pid() else { return own };
+            if self.snap().ns[NsKind::Pid.index()] != host_pid || target <= 0 {
                 return own;
             }
             crate::container::of_pid(target as u32).map(|c| c.id).unwrap_or_else(|| "host".into())
@@ -302,6 +306,75 @@ impl<'a> KernelEvent<'a> {
     pub fn with_learned_pid_ns(mut self, ns: Option<u32>) -> Self {
         self.learned_pid_ns = ns;
         self
+    }
+
+    pub fn with_integrity(mut self, integrity: Option<&'a Integrity>) -> Self {
+        self.integrity = integrity;
+        self
+    }
+
+    /// The integrity verdict, if a rule asked for it (the pipeline records notable ones).
+    pub fn judged_integrity(&self) -> Option<&FileIntegrity> {
+        self.file_integrity.get().and_then(Option::as_ref)
+    }
+
+    /// exec: the new program; mmap: the mapped file. Any process of the container shows its
+    /// root: the task, its parent, the init the engine knows.
+    fn file_integrity(&self) -> Option<&FileIntegrity> {
+        self.file_integrity
+            .get_or_init(|| {
+                let (integrity, container, b) = (self.integrity?, self.container?, self.behaviour_record()?);
+                let path = match b.hook {
+                    Hook::Exec => b.exe.as_str(),
+                    Hook::Mmap => b.file.as_deref()?,
+                    _ => return None,
+                };
+                let meta = self.meta.as_deref();
+                let mut pids = vec![self.tgid()];
+                pids.extend(Some(self.ppid()).filter(|p| *p > 1));
+                pids.extend(meta.and_then(|m| m.pid));
+                let mut image_names: Vec<String> = meta.and_then(|m| m.image.clone()).into_iter().collect();
+                if let Some(m) = meta
+                    && m.image_tag.is_none()
+                    && let Some(repo) = &m.image_repository
+                {
+                    image_names.push(format!("{repo}:latest"));
+                }
+                integrity.judge(&FileQuery {
+                    container_id: &container.id,
+                    image_id: meta.and_then(|m| m.image_id.as_deref()),
+                    image_names,
+                    pids,
+                    path,
+                    dev: b.raw.args[arg::DEV],
+                    magic: b.raw.args[arg::MAGIC],
+                    unlinked: b.raw.flags & flags::FILE_UNLINKED != 0,
+                })
+            })
+            .as_ref()
+    }
+
+    /// ptrace, kill, process_vm_writev: the pid argument; a write-mode open of
+    /// `/proc/<pid>/mem` (or of a thread's under `task/`): that pid, `self` being the task.
+    pub fn target_pid(&self) -> Option<i64> {
+        let b = self.behaviour_record()?;
+        match self.evt_type {
+            EvtType::Ptrace | EvtType::Kill | EvtType::ProcessVmWritev => Some(b.raw.args[arg::MODE] as i32 as i64),
+            t if t.is_open() && b.raw.args[arg::FLAGS] & 3 != 0 => {
+                let rest = b.fd_name().strip_prefix("/proc/")?;
+                let (pid, tail) = rest.split_once('/')?;
+                let is_mem = tail == "mem"
+                    || tail.strip_prefix("task/").and_then(|t| t.split_once('/')).is_some_and(|(_, m)| m == "mem");
+                if !is_mem {
+                    return None;
+                }
+                match pid {
+                    "self" | "thread-self" => Some(self.tgid() as i64),
+                    n => n.parse::<i64>().ok().filter(|p| *p > 0),
+                }
+            }
+            _ => None,
+        }
     }
 
     /// The container init's namespaces: read from /proc/<init>/ns while the init runs (its pid
@@ -408,10 +481,7 @@ impl EventView for KernelEvent<'_> {
                 (EvtType::Ptrace, Some(a)) => Value::Num(a[arg::FLAGS] as i64),
                 _ => Value::None,
             },
-            FieldId::ArgPid => match (self.evt_type, raw_args) {
-                (EvtType::Ptrace | EvtType::Kill, Some(a)) => Value::Num(a[arg::MODE] as i32 as i64),
-                _ => Value::None,
-            },
+            FieldId::ArgPid => n(self.target_pid()),
             FieldId::ArgSig => match (self.evt_type, raw_args) {
                 (EvtType::Kill, Some(a)) => Value::Num(a[arg::FLAGS] as i64),
                 _ => Value::None,
@@ -448,6 +518,9 @@ impl EventView for KernelEvent<'_> {
                 g => n(self.ancestors().get(g as usize - 1).map(|(p, _)| *p)),
             },
             FieldId::ProcIsExeUpperLayer => self.upper_layer().map_or(Value::None, Value::Bool),
+            FieldId::Integrity => s(self.file_integrity().map(|i| i.verdict.name())),
+            FieldId::IntegritySha256 => s(self.file_integrity().and_then(|i| i.sha256.as_deref())),
+            FieldId::IntegrityImageSha256 => s(self.file_integrity().and_then(|i| i.image_sha256.as_deref())),
             FieldId::UserUid => Value::Num(self.snap().uid as i64),
             FieldId::UserEuid => Value::Num(self.snap().euid as i64),
             FieldId::ContainerId => Value::Str(self.container.map_or("host", |c| c.id.as_str())),
@@ -465,7 +538,7 @@ impl EventView for KernelEvent<'_> {
             FieldId::FdFilename => s(self.fd_name().map(path_filename)),
             FieldId::FdTypechar => match self.evt_type {
                 EvtType::Connect => Value::Str("u"),
-                t if t.is_open() || t == EvtType::FinitModule => Value::Str("f"),
+                t if t.is_open() || matches!(t, EvtType::FinitModule | EvtType::Mmap) => Value::Str("f"),
                 _ => Value::None,
             },
             FieldId::FdNum => match b {
@@ -477,7 +550,11 @@ impl EventView for KernelEvent<'_> {
                     // The kernel's encoding: major << 20 | minor; chroot/pivot_root: the new
                     // root's, read at syscall exit.
                     (t, Some(a))
-                        if t.is_open() || matches!(t, EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot) =>
+                        if t.is_open()
+                            || matches!(
+                                t,
+                                EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot | EvtType::Mmap
+                            ) =>
                     {
                         Some(((a[arg::DEV] >> 20) as i64, (a[arg::DEV] & 0xf_ffff) as i64))
                     }
@@ -487,7 +564,8 @@ impl EventView for KernelEvent<'_> {
             }
             FieldId::FdFstype => match (self.evt_type, raw_args) {
                 (t, Some(a))
-                    if t.is_open() || matches!(t, EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot) =>
+                    if t.is_open()
+                        || matches!(t, EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot | EvtType::Mmap) =>
                 {
                     s(crate::sys::fs_type_name(a[arg::MAGIC]))
                 }
@@ -512,8 +590,8 @@ impl EventView for KernelEvent<'_> {
                     _ => Value::None,
                 }
             }
-            FieldId::TargetContainerId => match self.evt_type {
-                EvtType::Ptrace => Value::Str(self.target_container()),
+            FieldId::TargetContainerId => match self.target_pid() {
+                Some(_) if self.evt_type != EvtType::Kill => Value::Str(self.target_container()),
                 _ => Value::None,
             },
         }

@@ -33,10 +33,13 @@ pub enum EvtType {
     /// A signal from a container to the agent or its sentinel (kill, tkill, tgkill,
     /// pidfd_send_signal, a ptrace attach's SIGSTOP).
     Kill,
+    /// An executable file mapping (`mmap` with `PROT_EXEC`): shared libraries, `LD_PRELOAD`.
+    Mmap,
+    ProcessVmWritev,
 }
 
 impl EvtType {
-    pub const ALL: [EvtType; 19] = [
+    pub const ALL: [EvtType; 21] = [
         EvtType::Execve,
         EvtType::Open,
         EvtType::Openat,
@@ -56,6 +59,8 @@ impl EvtType {
         EvtType::Clone3,
         EvtType::Setns,
         EvtType::Kill,
+        EvtType::Mmap,
+        EvtType::ProcessVmWritev,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -80,6 +85,8 @@ impl EvtType {
             EvtType::Clone3 => "clone3",
             EvtType::Setns => "setns",
             EvtType::Kill => "kill",
+            EvtType::Mmap => "mmap",
+            EvtType::ProcessVmWritev => "process_vm_writev",
         }
     }
 
@@ -175,6 +182,10 @@ pub struct SimpleEvent<'a> {
     pub ancestors: &'a [&'a str],
     pub ancestor_pids: &'a [i64],
     pub is_exe_upper_layer: Option<bool>,
+    /// execve, mmap: `dcea.integrity` and the two hashes.
+    pub integrity: Option<&'a str>,
+    pub integrity_sha256: Option<&'a str>,
+    pub integrity_image_sha256: Option<&'a str>,
     pub uid: Option<i64>,
     pub euid: Option<i64>,
     pub container_id: Option<&'a str>,
@@ -233,6 +244,9 @@ impl<'a> SimpleEvent<'a> {
             ancestors: &[],
             ancestor_pids: &[],
             is_exe_upper_layer: None,
+            integrity: None,
+            integrity_sha256: None,
+            integrity_image_sha256: None,
             uid: None,
             euid: None,
             container_id: None,
@@ -327,6 +341,9 @@ impl EventView for SimpleEvent<'_> {
                 g => n(self.ancestor_pids.get(g as usize - 1).copied()),
             },
             FieldId::ProcIsExeUpperLayer => b(self.is_exe_upper_layer),
+            FieldId::Integrity => s(self.integrity),
+            FieldId::IntegritySha256 => s(self.integrity_sha256),
+            FieldId::IntegrityImageSha256 => s(self.integrity_image_sha256),
             FieldId::UserUid => n(self.uid),
             FieldId::UserEuid => n(self.euid),
             FieldId::ContainerId => s(self.container_id),

@@ -64,8 +64,13 @@ pub mod names {
     pub const AGENT_SIGNALLED: &str = "dcea agent signalled from a container";
     pub const AGENT_TRACED: &str = "dcea agent traced from a container";
     pub const AGENT_FILES_WRITTEN: &str = "dcea agent files written from a container";
+    pub const MODIFIED_IMAGE_FILE: &str = "Modified image file run in a container";
+    pub const LIBRARY_NOT_IN_IMAGE: &str = "Shared library not in the container image loaded";
+    pub const FILELESS_CODE: &str = "Fileless code run in a container";
+    pub const MEMORY_WRITTEN_OUTSIDE: &str = "Memory of a process outside the container written";
+    pub const MEMORY_WRITTEN_INSIDE: &str = "Process memory written inside a container";
 
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 29] = [
         SHELL_IN_CONTAINER,
         CREDENTIAL_FILE_IN_CONTAINER,
         SSH_KEYS_IN_CONTAINER,
@@ -90,6 +95,11 @@ pub mod names {
         AGENT_SIGNALLED,
         AGENT_TRACED,
         AGENT_FILES_WRITTEN,
+        MODIFIED_IMAGE_FILE,
+        LIBRARY_NOT_IN_IMAGE,
+        FILELESS_CODE,
+        MEMORY_WRITTEN_OUTSIDE,
+        MEMORY_WRITTEN_INSIDE,
     ];
 }
 

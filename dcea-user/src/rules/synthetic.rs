@@ -137,6 +137,7 @@ fn templates() -> Vec<(u32, SimpleEvent<'static>)> {
     t.push((1, trace));
     let mut drift = exec("xpl", &["sh", "runc"], true);
     drift.is_exe_upper_layer = Some(true);
+    drift.integrity = Some("not-in-image");
     t.push((2, drift));
     t
 }

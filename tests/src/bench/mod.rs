@@ -1,4 +1,5 @@
 //! Pieces the benchmarks share: the workload loops and a bpftrace peer run beside them.
 
 pub mod bpftrace;
+pub mod integrity;
 pub mod loops;

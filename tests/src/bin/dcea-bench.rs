@@ -5,6 +5,9 @@
 //! 2. Overhead on hooked syscalls: unshare+setns pairs and fork+exec, agent detached vs
 //!    attached vs detached again.
 //! 3. Userspace consumption: records/s one core decodes and classifies (synthetic stream).
+//! 4. Runtime integrity: exec cost of a dynamically linked program in a container (the
+//!    executable-mapping records), a measurement pass over 1,000 container processes, the
+//!    reference measurement of a 500 MB image. `DCEA_BENCH_ONLY=integrity` runs only these.
 //!
 //! `DCEA_BENCH=footprint`: the agent's CPU and RSS idle and under load (the DaemonSet's
 //! requests and limits), time to ready and to stop.
@@ -305,10 +308,28 @@ fn footprint() {
     eprintln!("bench: {}", summary.last().map(String::as_str).unwrap_or(""));
 }
 
+/// The runtime-integrity section (tests/src/bench/integrity.rs), one row per line.
+fn integrity_rows() {
+    use dcea_tests::bench::integrity;
+    eprintln!("bench: runtime integrity (container exec 3 rounds, 1,000-process pass, 500 MB image)");
+    println!("| **runtime integrity** | | |");
+    println!("{}", integrity::exec_row(3, 2000));
+    for row in integrity::pass_rows() {
+        println!("{row}");
+    }
+    println!("{}", integrity::reference_row());
+}
+
 fn main() {
     if !dcea_user::sys::is_root() {
         eprintln!("dcea-bench loads eBPF programs: run it as root (cargo xtask bench)");
         std::process::exit(2);
+    }
+    if std::env::var("DCEA_BENCH_ONLY").as_deref() == Ok("integrity") {
+        println!("| benchmark | result | target |");
+        println!("|---|---|---|");
+        integrity_rows();
+        return;
     }
     if std::env::var("DCEA_BENCH").as_deref() == Ok("opens") {
         match container_opens(3, 1_000_000) {
@@ -386,6 +407,7 @@ fn main() {
         None => println!("| container open+close loop | SKIP: no Docker engine | ≤ 10% |"),
     }
     enforcement_rows(20, 3);
+    integrity_rows();
     eprintln!("bench: rounds ns(off,on) {ns:?} fork+exec(off,on) {fe:?}");
     eprintln!("bench: done in {:.1} s", (monotonic_ns() - t0) as f64 / 1e9);
 }

@@ -20,6 +20,15 @@
 //!   inside a test container with the host's libraries mounted), and the open benchmark.
 //! - `connect-loop <socket> <count>`, `exec-loop <program> <count>`: the peer benchmark's
 //!   container loops (unix datagram connects; fork+exec+wait).
+//! - `memfd-exec <program> [args…]`: copy the program into a memfd and fexecve it (fileless
+//!   code); `mmap-exec <file>`: map the file PROT_READ|PROT_EXEC, as ld.so maps a library;
+//!   `write-mmap-exec <file>`: write the file first (the helper's own first 64 KiB, an ELF).
+//! - `hold-target`: an injection target: prints `pid=<pid> buffer=<hex> code=<hex>` (a
+//!   page-aligned writable buffer; a function in its text that never runs), then waits until
+//!   stdin is closed (at most 120 s).
+//! - `vm-write <pid> <hex addr>`, `proc-mem-write <pid> <hex addr>`: write 8 bytes `dcea-pwn`
+//!   there with process_vm_writev, or through /proc/<pid>/mem; `poke-text <pid> <hex addr>`:
+//!   flip the low byte of the word there with PTRACE_POKETEXT. Exit 1 when refused.
 use std::{process::ExitCode, time::Duration};
 
 use dcea_user::sys::monotonic_ns;
@@ -231,6 +240,167 @@ fn exec_loop(program: &str, count: u64) -> Result<u8, String> {
     Ok(0)
 }
 
+/// Copy `program` into a memfd and fexecve it: code that has no file behind it. No
+/// MFD_CLOEXEC: a script run this way reads itself back through /proc/self/fd/N.
+fn memfd_exec(program: &str, args: &[String]) -> Result<u8, String> {
+    use std::{ffi::CString, io::Write, os::fd::FromRawFd, os::fd::IntoRawFd};
+    let bytes = std::fs::read(program).map_err(|e| format!("{program}: {e}"))?;
+    // SAFETY: a NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(c"dcea-test".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(errno("memfd_create"));
+    }
+    // SAFETY: the fd was just created and nothing else owns it.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(&bytes).map_err(|e| format!("writing the memfd: {e}"))?;
+    let fd = file.into_raw_fd();
+    let c_strings = |items: Vec<Vec<u8>>| -> Result<Vec<CString>, String> {
+        items.into_iter().map(|i| CString::new(i).map_err(|e| e.to_string())).collect()
+    };
+    let argv = c_strings(std::iter::once(program).chain(args.iter().map(String::as_str)).map(Into::into).collect())?;
+    let envp = c_strings(
+        std::env::vars_os().map(|(k, v)| [k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat()).collect(),
+    )?;
+    let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+    let (argv_ptrs, envp_ptrs) = (ptrs(&argv), ptrs(&envp));
+    // SAFETY: NULL-terminated arrays of NUL-terminated strings that outlive the call.
+    unsafe { libc::fexecve(fd, argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    Err(errno(&format!("fexecve {program}")))
+}
+
+/// mmap(2) `file` PROT_READ|PROT_EXEC, MAP_PRIVATE (how ld.so maps a library's code), then
+/// unmap it.
+fn mmap_exec(file: &str) -> Result<u8, String> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?;
+    let size = f.metadata().map_err(|e| format!("{file}: {e}"))?.len() as usize;
+    let len = size.max(4096);
+    // SAFETY: a new private mapping of an open file; nothing reads it before the unmap.
+    let addr = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_EXEC, libc::MAP_PRIVATE, f.as_raw_fd(), 0)
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(errno(&format!("mmap {file} PROT_EXEC")));
+    }
+    // SAFETY: the mapping made above.
+    unsafe { libc::munmap(addr, len) };
+    Ok(0)
+}
+
+/// Write `file` (the helper's own first 64 KiB: a plausible ELF), then [`mmap_exec`] it.
+fn write_mmap_exec(file: &str) -> Result<u8, String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open("/proc/self/exe")
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
+        .map_err(|e| format!("/proc/self/exe: {e}"))?;
+    std::fs::write(file, &head).map_err(|e| format!("writing {file}: {e}"))?;
+    mmap_exec(file)
+}
+
+/// One page of hold-target's writable memory, for the injection tests to write into.
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+static mut TARGET_BUFFER: Page = Page([0; 4096]);
+
+/// Never called: its address names code in the helper's r-x text for poke-text.
+#[inline(never)]
+fn never_called(x: u64) -> u64 {
+    std::hint::black_box(x).rotate_left(13) ^ 0x5eed_dcea
+}
+
+/// Print where the buffer and the never-run code are, then wait until stdin is closed (or
+/// 120 s pass).
+fn hold_target() -> Result<u8, String> {
+    use std::io::Write;
+    let buffer = std::hint::black_box(&raw mut TARGET_BUFFER) as usize;
+    let code = std::hint::black_box(never_called as fn(u64) -> u64) as usize;
+    println!("pid={} buffer={buffer:x} code={code:x}", std::process::id());
+    let _ = std::io::stdout().flush();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut scratch = [0u8; 256];
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let mut pfd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        if ready < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if ready <= 0 {
+            break;
+        }
+        // SAFETY: reading into a buffer of ours; 0 is end of input.
+        if unsafe { libc::read(0, scratch.as_mut_ptr().cast(), scratch.len()) } <= 0 {
+            break;
+        }
+    }
+    Ok(0)
+}
+
+/// What vm-write and proc-mem-write put into the target.
+const PAYLOAD: &[u8; 8] = b"dcea-pwn";
+
+fn parse_target(pid: &str, addr: &str) -> Result<(libc::pid_t, usize), String> {
+    let p = pid.parse().map_err(|e| format!("pid {pid}: {e}"))?;
+    let a = usize::from_str_radix(addr.trim_start_matches("0x"), 16).map_err(|e| format!("address {addr}: {e}"))?;
+    Ok((p, a))
+}
+
+/// process_vm_writev(2) of [`PAYLOAD`] to `addr` in `pid`.
+fn vm_write(pid: libc::pid_t, addr: usize) -> Result<u8, String> {
+    let local = libc::iovec { iov_base: PAYLOAD.as_ptr() as *mut libc::c_void, iov_len: PAYLOAD.len() };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: PAYLOAD.len() };
+    // SAFETY: one local iovec over a static, one remote one the kernel checks.
+    let written = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
+    if written != PAYLOAD.len() as isize {
+        return Err(errno(&format!("process_vm_writev({pid}, {addr:#x}) = {written}")));
+    }
+    Ok(0)
+}
+
+/// open(/proc/<pid>/mem, O_RDWR) and pwrite [`PAYLOAD`] at `addr`.
+fn proc_mem_write(pid: libc::pid_t, addr: usize) -> Result<u8, String> {
+    use std::os::unix::fs::FileExt;
+    let path = format!("/proc/{pid}/mem");
+    let mem = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(|e| format!("{path}: {e}"))?;
+    mem.write_all_at(PAYLOAD, addr as u64).map_err(|e| format!("pwrite {path} at {addr:#x}: {e}"))?;
+    Ok(0)
+}
+
+/// PTRACE_ATTACH, PEEKTEXT the word at `addr`, POKETEXT it back with its low byte flipped,
+/// DETACH: the target runs on (it never executes that code).
+fn poke_text(pid: libc::pid_t, addr: usize) -> Result<u8, String> {
+    let none = std::ptr::null_mut::<libc::c_void>();
+    let at = addr as *mut libc::c_void;
+    // SAFETY: ptrace requests on a pid the caller chose, with pointer-sized arguments.
+    unsafe {
+        if libc::ptrace(libc::PTRACE_ATTACH, pid, none, none) != 0 {
+            return Err(errno(&format!("PTRACE_ATTACH {pid}")));
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, libc::__WALL);
+        *libc::__errno_location() = 0;
+        let word = libc::ptrace(libc::PTRACE_PEEKTEXT, pid, at, none);
+        let result = if word == -1 && *libc::__errno_location() != 0 {
+            Err(errno(&format!("PTRACE_PEEKTEXT {pid} {addr:#x}")))
+        } else if libc::ptrace(libc::PTRACE_POKETEXT, pid, at, (word ^ 0xff) as *mut libc::c_void) != 0 {
+            Err(errno(&format!("PTRACE_POKETEXT {pid} {addr:#x}")))
+        } else {
+            Ok(0)
+        };
+        libc::ptrace(libc::PTRACE_DETACH, pid, none, none);
+        result
+    }
+}
+
+/// The injection commands exit 1 when the kernel refuses them (2 stays a usage error).
+fn refused_is_1(result: Result<u8, String>) -> Result<u8, String> {
+    result.or_else(|e| {
+        eprintln!("{e}");
+        Ok(1)
+    })
+}
+
 const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <kind,kind,...> [linger_ms]
        dcea-test-helper connect-unix <socket path>
        dcea-test-helper docker-create <socket path> <container name>
@@ -243,7 +413,11 @@ const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <k
        dcea-test-helper exec-loop <program> <count>
        dcea-test-helper creds-dance|wait-then-unshare host|container
        dcea-test-helper run-as <uid> host|container <program> [args...]
-       dcea-test-helper su-like [program args...]";
+       dcea-test-helper su-like [program args...]
+       dcea-test-helper memfd-exec <program> [args...]
+       dcea-test-helper mmap-exec|write-mmap-exec <file>
+       dcea-test-helper hold-target
+       dcea-test-helper vm-write|proc-mem-write|poke-text <pid> <hex addr>";
 
 fn errno(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
@@ -414,6 +588,19 @@ fn main() -> ExitCode {
             Err(e) => Err(format!("uid {uid}: {e}")),
         },
         (Some("su-like"), _, _) => su_like(&args[2..]),
+        (Some("memfd-exec"), Some(program), _) => memfd_exec(program, &args[3..]),
+        (Some("mmap-exec"), Some(file), None) => mmap_exec(file),
+        (Some("write-mmap-exec"), Some(file), None) => write_mmap_exec(file),
+        (Some("hold-target"), None, None) => hold_target(),
+        (Some("vm-write"), Some(pid), Some(addr)) => {
+            parse_target(pid, addr).and_then(|(p, a)| refused_is_1(vm_write(p, a)))
+        }
+        (Some("proc-mem-write"), Some(pid), Some(addr)) => {
+            parse_target(pid, addr).and_then(|(p, a)| refused_is_1(proc_mem_write(p, a)))
+        }
+        (Some("poke-text"), Some(pid), Some(addr)) => {
+            parse_target(pid, addr).and_then(|(p, a)| refused_is_1(poke_text(p, a)))
+        }
         _ => Err(USAGE.into()),
     };
     match result {

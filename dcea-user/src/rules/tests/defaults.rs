@@ -167,12 +167,72 @@ fn shell_exception_values_from_an_override_file() {
 fn drift_executed() {
     let mut e = exec("xpl", &["sh"]);
     e.is_exe_upper_layer = Some(true);
+    e.integrity = Some("not-in-image");
     fires(names::DRIFT_EXECUTED, &e);
-    // From the image, or unknown.
+    // From the image, an unchanged upper copy, a volume, or unknown.
     silent(&exec("xpl", &["sh"]));
-    let mut unknown = exec("xpl", &["sh"]);
-    unknown.is_exe_upper_layer = None;
-    silent(&unknown);
+    for verdict in [Some("image"), Some("outside-image"), None] {
+        let mut other = exec("xpl", &["sh"]);
+        other.is_exe_upper_layer = Some(true);
+        other.integrity = verdict;
+        silent(&other);
+    }
+}
+
+#[test]
+fn integrity_verdicts_of_programs_and_mapped_files() {
+    let mut modified = exec("ls", &["sh"]);
+    modified.integrity = Some("modified");
+    modified.integrity_sha256 = Some("aa");
+    modified.integrity_image_sha256 = Some("bb");
+    fires(names::MODIFIED_IMAGE_FILE, &modified);
+    let mut fileless = exec("x", &["sh"]);
+    fileless.integrity = Some("fileless");
+    fires(names::FILELESS_CODE, &fileless);
+
+    let mapped = |verdict: &'static str| {
+        let mut e = ctr(EvtType::Mmap);
+        e.fd_name = Some("/tmp/libx.so");
+        e.integrity = Some(verdict);
+        e
+    };
+    fires(names::LIBRARY_NOT_IN_IMAGE, &mapped("not-in-image"));
+    fires(names::MODIFIED_IMAGE_FILE, &mapped("modified"));
+    fires(names::FILELESS_CODE, &mapped("fileless"));
+    silent(&mapped("image"));
+    silent(&mapped("outside-image"));
+}
+
+#[test]
+fn memory_writes_by_where_the_target_is() {
+    let vm = |target: &'static str| {
+        let mut e = ctr(EvtType::ProcessVmWritev);
+        e.target_pid = Some(4242);
+        e.target_container_id = Some(target);
+        e
+    };
+    fires(names::MEMORY_WRITTEN_OUTSIDE, &vm("host"));
+    fires(names::MEMORY_WRITTEN_INSIDE, &vm(CID));
+    let mut mem = ctr(EvtType::Openat);
+    mem.fd_name = Some("/proc/4242/mem");
+    mem.flags = Some(2); // O_RDWR
+    mem.fd_typechar = Some("f");
+    mem.target_container_id = Some("host");
+    let got = hits(builtin(), &mem);
+    assert!(got.contains(&names::MEMORY_WRITTEN_OUTSIDE.to_string()), "{got:?}");
+    mem.flags = Some(0);
+    let got = hits(builtin(), &mem);
+    assert!(!got.contains(&names::MEMORY_WRITTEN_OUTSIDE.to_string()), "a read is no write: {got:?}");
+    let poke = |request: i64| {
+        let mut e = ctr(EvtType::Ptrace);
+        e.ptrace_request = Some(request);
+        e.target_pid = Some(7);
+        e.target_container_id = Some(CID);
+        e
+    };
+    fires(names::MEMORY_WRITTEN_INSIDE, &poke(4));
+    fires(names::MEMORY_WRITTEN_INSIDE, &poke(0x4205));
+    silent(&poke(16)); // an attach inside the container (gdb, strace)
 }
 
 #[test]
