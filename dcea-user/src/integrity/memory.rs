@@ -166,7 +166,7 @@ fn measure_for(mapping: &Mapping) -> Measure {
         return Measure::Skip;
     }
     // Only page cache pages: the file, by construction.
-    if mapping.private_dirty_kb == 0 && mapping.anonymous_kb == 0 {
+    if mapping.private_dirty_kb == 0 && mapping.anonymous_kb == 0 && mapping.swap_kb == 0 {
         return Measure::Skip;
     }
     // Execute-only code ("--xp") is code too: /proc/pid/mem reads it all the same.

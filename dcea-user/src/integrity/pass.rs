@@ -56,6 +56,7 @@ struct Passer {
     memory: HashMap<u32, ProcessMemory>,
     reported: HashSet<(u32, u64, u64)>,
     last: PassStats,
+    denied_said: bool,
 }
 
 /// Starts the pass thread; it ends when `tx`'s receiver is gone.
@@ -67,8 +68,15 @@ pub fn spawn(
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let (req_tx, req_rx) = mpsc::channel();
     integrity.set_pass_requests(req_tx);
-    let mut passer =
-        Passer { opts, metadata, tx, memory: HashMap::new(), reported: HashSet::new(), last: PassStats::default() };
+    let mut passer = Passer {
+        opts,
+        metadata,
+        tx,
+        memory: HashMap::new(),
+        reported: HashSet::new(),
+        last: PassStats::default(),
+        denied_said: false,
+    };
     thread::Builder::new().name("dcea-integrity".into()).spawn(move || passer.run(&req_rx))
 }
 
@@ -134,7 +142,19 @@ impl Passer {
 
     fn measure(&mut self, pid: u32, c: &ContainerRef) -> Option<memory::PassReport> {
         let state = self.memory.entry(pid).or_default();
-        let report = memory::measure_process(pid, state).ok()?;
+        let report = match memory::measure_process(pid, state) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                // Without CAP_SYS_ADMIN (map_files) or ptrace rights (mem) nothing is measured:
+                // say so once rather than pass in silence.
+                if !self.denied_said {
+                    tracing::warn!("integrity: cannot read the memory of container process {pid}: {e}");
+                    self.denied_said = true;
+                }
+                return None;
+            }
+            Err(_) => return None,
+        };
         for m in &report.mismatches {
             if self.reported.insert((pid, m.start, m.end)) {
                 let what = match m.kind {

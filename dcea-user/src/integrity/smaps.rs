@@ -28,6 +28,9 @@ pub struct Mapping {
     pub private_dirty_kb: u64,
     /// `Anonymous`: pages no longer backed by the file (copy-on-write copies).
     pub anonymous_kb: u64,
+    /// `Swap`: in a private file mapping only copied pages can be swapped out (file pages are
+    /// dropped and read back), so a poked code page pushed to swap still counts.
+    pub swap_kb: u64,
 }
 
 impl Mapping {
@@ -83,6 +86,7 @@ fn apply_key(mapping: &mut Mapping, key: &str, value: &str) {
     match key {
         "Private_Dirty" => mapping.private_dirty_kb = parse_kb(value),
         "Anonymous" => mapping.anonymous_kb = parse_kb(value),
+        "Swap" => mapping.swap_kb = parse_kb(value),
         _ => {}
     }
 }
@@ -125,6 +129,7 @@ fn parse_header(line: &str) -> Option<Mapping> {
         deleted,
         private_dirty_kb: 0,
         anonymous_kb: 0,
+        swap_kb: 0,
     })
 }
 

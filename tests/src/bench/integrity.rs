@@ -44,7 +44,8 @@ fn exec_rounds(rounds: u32, count: u64) -> Option<Vec<[f64; 4]>> {
         let before = exec_pair(count)?;
         let monitor = Monitor::start(&["--state-dir", state.path().to_str()?]);
         let on = exec_pair(count);
-        monitor.stop();
+        // The stop summary's record counts: the mmap records did flow (or did not).
+        eprintln!("bench: exec round agent: {}", monitor.stop().last().map(String::as_str).unwrap_or(""));
         let (on, after) = (on?, exec_pair(count)?);
         out.push([(before.0 + after.0) / 2.0, on.0, (before.1 + after.1) / 2.0, on.1]);
     }
