@@ -131,7 +131,9 @@ fn lsm_deny_refuses_guarded_operations_in_a_fake_container() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let state = tempfile::tempdir().expect("state dir");
     // kill-process: the fake container must outlive each case (kill-container would condemn it).
+    // A guard acts with the strongest action of its rules: every rule of a guard is overridden.
     let rules = [
+        "Memory of a process outside the container written",
         "Device node created in a container",
         "Kernel pseudo-filesystem mounted in a container",
         "Container runtime socket connected from a container",

@@ -1,8 +1,8 @@
 //! Measure one process's code in memory against the files it was mapped from.
 //!
 //! Cheap signal first: smaps says per mapping whether any page stopped being the page cache's
-//! (`Private_Dirty`, `Anonymous`). A clean private mapping nobody can write holds only page
-//! cache pages, so it equals the file and is skipped unread. Only where the counters point is
+//! (`Anonymous`, or `Swap` once such a page was swapped out). A private mapping nobody can
+//! write with neither holds only page cache pages, so it equals the file and is not read. Only where the counters point is
 //! memory read: code is compared page by page with its file (through `map_files`, which opens
 //! deleted files too); read-only data the dynamic linker wrote before sealing it (RELRO) has
 //! no file to compare with, so the first pass hashes it and later passes compare with that.
@@ -165,8 +165,10 @@ fn measure_for(mapping: &Mapping) -> Measure {
     if !mapping.file_backed() || mapping.write || mapping.shared {
         return Measure::Skip;
     }
-    // Only page cache pages: the file, by construction.
-    if mapping.private_dirty_kb == 0 && mapping.anonymous_kb == 0 && mapping.swap_kb == 0 {
+    // Only page cache pages: the file, by construction. A copied page of a private file
+    // mapping is anonymous (or swapped out). `Private_Dirty` alone is a page cache page not
+    // yet written back (a file just extracted or built): still the file, so not read.
+    if mapping.anonymous_kb == 0 && mapping.swap_kb == 0 {
         return Measure::Skip;
     }
     // Execute-only code ("--xp") is code too: /proc/pid/mem reads it all the same.
@@ -466,7 +468,7 @@ mod tests {
 
     fn mapping(perms: &str, path: &str, dirty_kb: u64) -> Mapping {
         let m = &parse_smaps(&format!("1000-4000 {perms} 00000000 08:01 7 {path}\n"))[0];
-        Mapping { inode: if path.starts_with('/') { 7 } else { 0 }, private_dirty_kb: dirty_kb, ..m.clone() }
+        Mapping { inode: if path.starts_with('/') { 7 } else { 0 }, anonymous_kb: dirty_kb, ..m.clone() }
     }
 
     #[test]
@@ -496,8 +498,10 @@ mod tests {
         }
         let anon = mapping("rwxs", "/dev/zero (deleted)", 0);
         assert_eq!(anon_exec(&anon).name, "/dev/zero (deleted)");
-        let anonymous_only = Mapping { anonymous_kb: 4, ..mapping("r-xp", "/x", 0) };
-        assert_eq!(measure_for(&anonymous_only), Measure::Code);
+        let dirty_page_cache = Mapping { private_dirty_kb: 4, ..mapping("r-xp", "/x", 0) };
+        assert_eq!(measure_for(&dirty_page_cache), Measure::Skip, "not written back is not changed");
+        let swapped = Mapping { swap_kb: 4, ..mapping("r-xp", "/x", 0) };
+        assert_eq!(measure_for(&swapped), Measure::Code);
     }
 
     #[test]
