@@ -87,7 +87,6 @@ pub struct Offsets {
     pub fs_struct_root: u32,
     /// `FMODE_CREATED` on this kernel (a macro, so not in BTF: set from the kernel version).
     pub fmode_created: u32,
-    pub _pad: u32,
 }
 
 impl Offsets {
@@ -149,7 +148,6 @@ impl Offsets {
             task_fs: ABSENT,
             fs_struct_root: ABSENT,
             fmode_created: 0,
-            _pad: 0,
         }
     }
 }

@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(offset_of!(Behaviour, flags), offset_of!(Event, flags));
         assert_eq!(offset_of!(Behaviour, snap), 72);
         assert_eq!(BEHAVIOUR_SIZE % 8, 0);
-        assert_eq!(BEHAVIOUR_SIZE, 1536, "a new wire format: update the decoder's size check");
+        assert_eq!(BEHAVIOUR_SIZE, 1544, "a new wire format: update the decoder's size check");
         assert_eq!(size_of::<Offsets>() % 4, 0);
         assert_eq!(size_of::<KernelConfig>() % 8, 0);
     }
