@@ -27,20 +27,13 @@ pub struct HashCache {
     digests: HashMap<FileKey, String>,
     order: VecDeque<FileKey>,
     capacity: usize,
-    /// Files hashed (cache misses), for `dcea integrity show` and the benchmarks.
+    /// Files hashed (cache misses).
     pub hashed: u64,
-    pub hashed_bytes: u64,
 }
 
 impl HashCache {
     pub fn new(capacity: usize) -> HashCache {
-        HashCache {
-            digests: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-            hashed: 0,
-            hashed_bytes: 0,
-        }
+        HashCache { digests: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1), hashed: 0 }
     }
 
     /// The file's identity and SHA-256 (hex). Opened without following a final symlink, and
@@ -65,7 +58,6 @@ impl HashCache {
         }
         let digest = sha256_reader(&mut file)?;
         self.hashed += 1;
-        self.hashed_bytes += key.size;
         if self.order.len() >= self.capacity
             && let Some(old) = self.order.pop_front()
         {

@@ -83,7 +83,6 @@ struct State {
     /// Container id → its root's layers (`None`: the root is not an overlay).
     layers: HashMap<String, Option<RootLayers>>,
     baselines: HashMap<String, Baseline>,
-    judged: u64,
 }
 
 /// Shared by the pipeline (judgements) and the measurement pass (requests).
@@ -101,7 +100,6 @@ impl Integrity {
                 hashes: HashCache::new(HASH_CACHE_ENTRIES),
                 layers: HashMap::new(),
                 baselines: HashMap::new(),
-                judged: 0,
             }),
             passes: Mutex::new(None),
         }
@@ -116,22 +114,6 @@ impl Integrity {
     pub fn request_pass(&self, pid: u32) {
         if let Some(tx) = self.passes.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let _ = tx.send(pid);
-        }
-    }
-
-    /// (files hashed, bytes hashed, files judged).
-    pub fn counters(&self) -> (u64, u64, u64) {
-        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        (st.hashes.hashed, st.hashes.hashed_bytes, st.judged)
-    }
-
-    /// Learn a container's layers from the first record that names it, while its processes
-    /// still run: a short-lived container may be gone by the time its last exec is judged,
-    /// but its layers stay on disk until the engine removes it.
-    pub fn observe(&self, container_id: &str, pids: &[u32]) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if !st.layers.contains_key(container_id) {
-            Self::layers_of(&mut st, container_id, pids);
         }
     }
 
@@ -177,7 +159,6 @@ impl Integrity {
             return None;
         }
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.judged += 1;
         let layers = if q.magic == OVERLAY_MAGIC && q.dev != 0 {
             Self::layers_by_device(&mut st, q.container_id, q.dev)
                 .or_else(|| Self::layers_of(&mut st, q.container_id, &q.pids))?

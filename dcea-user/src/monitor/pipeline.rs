@@ -231,14 +231,6 @@ impl Pipeline {
         let own = self.learn_pid_ns(container.as_ref(), kev.pid_ns());
         let kev = kev.with_learned_pid_ns(own).with_integrity(integrity.as_deref());
         if let Some(i) = &integrity {
-            if let Some(c) = &container {
-                let pids = [
-                    Some(decoded.raw.tgid),
-                    Some(decoded.raw.ppid).filter(|p| *p > 1),
-                    meta.as_ref().and_then(|m| m.pid),
-                ];
-                i.observe(&c.id, &pids.into_iter().flatten().collect::<Vec<_>>());
-            }
             request_measurement(i, &decoded, &kev, host_ns[dcea_common::NsKind::Pid.index()]);
         }
         if self.enforce

@@ -187,18 +187,6 @@ fn middle_page(mapping: &Mapping) -> u64 {
     mapping.start + (mapping.end - mapping.start) / page / 2 * page
 }
 
-fn expected(kind: MismatchKind, mapping: &Mapping, first_page: u64) -> CodeMismatch {
-    CodeMismatch {
-        kind,
-        path: mapping.path.clone(),
-        perms: mapping.perms(),
-        start: mapping.start,
-        end: mapping.end,
-        file_offset: mapping.offset,
-        first_page,
-    }
-}
-
 #[test]
 fn poked_code_is_found_in_that_process_only() {
     if skip_unless_root() {
@@ -223,7 +211,7 @@ fn poked_code_is_found_in_that_process_only() {
     drop(tracer);
 
     let poked = measure_process(target.pid(), &mut state).expect("measure");
-    assert_eq!(poked.mismatches, [expected(MismatchKind::Code, &code, page)], "{poked:?}");
+    assert_eq!(poked.mismatches, [mismatch(MismatchKind::Code, &code, page)], "{poked:?}");
     assert!(poked.mappings_compared >= 1 && poked.bytes_compared >= page_size(), "{poked:?}");
 
     let other = measure_process(bystander.pid(), &mut ProcessMemory::default()).expect("measure");
@@ -253,7 +241,7 @@ fn changed_relro_is_found_on_later_passes() {
 
     for pass in ["changed", "next"] {
         let report = measure_process(target.pid(), &mut state).expect("measure");
-        assert_eq!(report.mismatches, [expected(MismatchKind::ReadOnlyData, &relro, page)], "{pass} pass");
+        assert_eq!(report.mismatches, [mismatch(MismatchKind::ReadOnlyData, &relro, page)], "{pass} pass");
     }
 }
 
@@ -339,10 +327,10 @@ fn dirty_code_is_compared_with_its_deleted_file_to_the_last_partial_page() {
 
     code.patch(page + 200, 0x5a);
     let past_eof = mismatches_at(code.start());
-    assert_eq!(past_eof, [expected(MismatchKind::Code, mapped, code.start() + page as u64)]);
+    assert_eq!(past_eof, [mismatch(MismatchKind::Code, mapped, code.start() + page as u64)]);
 
     code.patch(10, code.byte(10) ^ 0xff);
-    assert_eq!(mismatches_at(code.start()), [expected(MismatchKind::Code, mapped, code.start())]);
+    assert_eq!(mismatches_at(code.start()), [mismatch(MismatchKind::Code, mapped, code.start())]);
 }
 
 #[test]
