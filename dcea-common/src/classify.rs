@@ -68,7 +68,8 @@ pub const fn legit_change_mask(hook: Hook) -> u32 {
         | Hook::PivotRoot
         | Hook::Signal
         | Hook::Mmap
-        | Hook::ProcessVmWritev => 0,
+        | Hook::ProcessVmWritev
+        | Hook::Mprotect => 0,
     }
 }
 

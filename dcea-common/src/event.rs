@@ -129,6 +129,9 @@ pub enum Hook {
     Mmap = 26,
     /// process_vm_writev into a process (code injection without ptrace).
     ProcessVmWritev = 27,
+    /// mprotect or pkey_mprotect adding `PROT_EXEC` to a range: a file mapped readable made
+    /// executable afterwards (a loader of its own), or JIT code.
+    Mprotect = 28,
 }
 
 impl Hook {
@@ -161,6 +164,7 @@ impl Hook {
             25 => Hook::Signal,
             26 => Hook::Mmap,
             27 => Hook::ProcessVmWritev,
+            28 => Hook::Mprotect,
             _ => return None,
         })
     }
@@ -195,6 +199,7 @@ impl Hook {
             Hook::Signal => "kill",
             Hook::Mmap => "mmap",
             Hook::ProcessVmWritev => "process_vm_writev",
+            Hook::Mprotect => "mprotect",
         }
     }
 
@@ -378,7 +383,7 @@ pub const BEHAVIOUR_SIZE: usize = core::mem::size_of::<Behaviour>();
 pub mod arg {
     /// open*: `f_flags` (with `O_CREAT` added when the open created the file); mount: `MS_*`
     /// flags; ptrace: request; bpf: command; mknod*: mode; exec: length of the argv block;
-    /// mmap: `prot`.
+    /// mmap, mprotect: `prot`.
     pub const FLAGS: usize = 0;
     /// open*, exec, mmap: `i_mode` of the inode; mknod*: the device number; ptrace,
     /// process_vm_writev: target pid.
@@ -391,6 +396,11 @@ pub mod arg {
     /// signal: the signal number (at [`FLAGS`]), the target's tgid (at [`MODE`]), the
     /// signalled thread (at [`DEV`]) and its [`crate::agent_role`] (here).
     pub const ROLE: usize = 3;
+    /// mprotect as the kernel sends it: the range's start (at [`MODE`]) and length (at
+    /// [`DEV`]). User space reads the task's maps for the mapping there and then fills
+    /// [`MODE`], [`DEV`] and [`MAGIC`] as for mmap.
+    pub const START: usize = 1;
+    pub const LENGTH: usize = 2;
 }
 
 /// Who a pid of the self-protection map (`DCEA_SELF`, tid → role) is.
@@ -439,8 +449,8 @@ pub struct Behaviour {
     /// slot is a mount crossing. With [`flags::HOST_FS_PATH`], up to the filesystem's root
     /// instead. chroot/pivot_root: the task's new root, read at syscall exit.
     pub file: [[u8; EXE_COMPONENT_LEN]; FILE_STEPS],
-    /// exec, mmap: the inode number of the program or mapped file (with `args[DEV]` its
-    /// identity, which the integrity cache keys on).
+    /// exec, mmap (mprotect once user space has read the maps): the inode number of the
+    /// program or mapped file (with `args[DEV]` its identity, which the integrity cache keys on).
     pub ino: u64,
 }
 

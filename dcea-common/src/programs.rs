@@ -106,9 +106,9 @@ macro_rules! behaviour {
 /// Behaviour hooks for the rules engine; optional (a kernel without openat2 still runs the
 /// rest). The exec behaviour rides on the required exec program; the mount behaviour is a
 /// second program on sys_enter_mount ([`MOUNT_BEHAVIOUR`]).
-pub const BEHAVIOUR: [ProgramSpec; 15] = {
+pub const BEHAVIOUR: [ProgramSpec; 17] = {
     let named = BEHAVIOUR_BY_TRACEPOINT;
-    let mut all = [MOUNT_BEHAVIOUR; 15];
+    let mut all = [MOUNT_BEHAVIOUR; 17];
     let mut i = 0;
     while i < named.len() {
         all[i] = named[i];
@@ -125,7 +125,7 @@ pub const MOUNT_BEHAVIOUR: ProgramSpec = ProgramSpec {
     required: false,
 };
 
-const BEHAVIOUR_BY_TRACEPOINT: [ProgramSpec; 14] = behaviour![
+const BEHAVIOUR_BY_TRACEPOINT: [ProgramSpec; 16] = behaviour![
     "sys_exit_open",
     "sys_exit_openat",
     "sys_exit_openat2",
@@ -140,6 +140,8 @@ const BEHAVIOUR_BY_TRACEPOINT: [ProgramSpec; 14] = behaviour![
     "sys_exit_pivot_root",
     "sys_enter_mmap",
     "sys_enter_process_vm_writev",
+    "sys_enter_mprotect",
+    "sys_enter_pkey_mprotect",
 ];
 
 macro_rules! lsm {

@@ -1005,6 +1005,37 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// mprotect(start, len, prot) adding `PROT_EXEC`, by a container task: a file mapped
+/// readable and made executable afterwards is a library loaded past the mmap hook. Naming the
+/// range's file needs the task's VMA tree (no `bpf_find_vma` before 5.17), so the record
+/// carries the range and user space reads the mapping from the task's maps.
+#[tracepoint]
+pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
+    exec_protection(&ctx)
+}
+
+/// pkey_mprotect(start, len, prot, pkey): the same change with a protection key.
+#[tracepoint]
+pub fn sys_enter_pkey_mprotect(ctx: TracePointContext) -> u32 {
+    exec_protection(&ctx)
+}
+
+#[inline(always)]
+fn exec_protection(ctx: &TracePointContext) -> u32 {
+    let prot = syscall_arg(ctx, 2);
+    if prot & PROT_EXEC == 0 {
+        return 0;
+    }
+    let Some((task, snap)) = current_container_task() else {
+        return 0;
+    };
+    // FLAGS, START, LENGTH. Woken at once: the range must still be mapped when user space
+    // reads the maps.
+    let args = [prot, syscall_arg(ctx, 0), syscall_arg(ctx, 1), 0];
+    emit(begin(Hook::Mprotect, task, &snap, 0, args, flags::BEFORE_RESULT, true), |_| {});
+    0
+}
+
 /// process_vm_writev(pid, local_iov, liovcnt, remote_iov, riovcnt, flags) by a container
 /// task: a write into another process's memory without ptrace. Outside the caller's
 /// container it is the `ptrace-outside` guard's (the kernel checks the same attach right).

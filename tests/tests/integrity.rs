@@ -153,12 +153,13 @@ impl Drop for HoldTarget {
     }
 }
 
-/// A local rules file in `dir` that reports every executable mapping of `file` by a container.
-fn mapping_rule(dir: &Path, file: &str) -> &'static str {
+/// A local rules file in `dir` that reports every executable mapping of a file under `dir`
+/// (`scratch`) by a container, by mmap or by mprotect.
+fn mapping_rule(dir: &Path, scratch: &str) -> &'static str {
     const RULE: &str = "Test file mapped executable in a container";
     let yaml = format!(
-        "- rule: {RULE}\n  desc: the test's own file mapped PROT_EXEC\n  \
-         condition: 'evt.type = mmap and container and fd.name = \"{file}\"'\n  \
+        "- rule: {RULE}\n  desc: the test's own files mapped PROT_EXEC\n  \
+         condition: 'evt.type in (mmap, mprotect) and container and fd.name startswith \"{scratch}/\"'\n  \
          output: mapped (file=%fd.name integrity=%dcea.integrity container=%container.id)\n  priority: NOTICE\n"
     );
     fs::write(dir.join("mapping.yaml"), yaml).expect("write local rules");
@@ -181,7 +182,9 @@ fn integrity_records_and_injection_rules_in_a_fake_container() {
     let rules = tempfile::tempdir().expect("rules dir");
     let library = scratch.path().join("lib.so");
     let library = library.to_str().unwrap();
-    let mapping = mapping_rule(rules.path(), library);
+    let protected = scratch.path().join("protected.so");
+    let protected = protected.to_str().unwrap();
+    let mapping = mapping_rule(rules.path(), scratch.path().to_str().unwrap());
     let mut monitor = start_monitor(&["--rules-dir", rules.path().to_str().unwrap()]);
     let mut log = Vec::new();
 
@@ -199,7 +202,13 @@ fn integrity_records_and_injection_rules_in_a_fake_container() {
     container.run(&helper, &["write-mmap-exec", library]);
     let alert = expect_in(&mut monitor, &mut log, mapping, &id);
     assert_eq!(alert.field("fd.name"), library, "{}", alert.raw);
+    assert_eq!(alert.field("evt.type"), "mmap", "{}", alert.raw);
     assert!(alert.field("dcea.integrity").is_null(), "{}", alert.raw);
+    // Mapped readable, then made executable: the mprotect record names the same kind of file.
+    container.run(&helper, &["write-mprotect-exec", protected]);
+    let alert = expect_in(&mut monitor, &mut log, mapping, &id);
+    assert_eq!(alert.field("fd.name"), protected, "{}", alert.raw);
+    assert_eq!(alert.field("evt.type"), "mprotect", "{}", alert.raw);
 
     // Memory of a host process, written both ways; the writes land.
     let host = HoldTarget::on_host();
@@ -335,6 +344,18 @@ fn a_library_written_at_run_time_and_mapped_executable_is_reported() {
     assert!(matching(&log, LIBRARY, other).is_empty(), "bind-mounted libraries: {:#?}", raws(&log));
     let here = |a: &Received| a.field("container.id") == c.id.as_str();
     assert!(matching(&log, NOT_IN_IMAGE, here).is_empty(), "a bind-mounted helper: {:#?}", raws(&log));
+}
+
+#[test]
+fn a_library_mapped_readable_then_made_executable_is_reported() {
+    const TEST: &str = "a_library_mapped_readable_then_made_executable_is_reported";
+    let Some(mut monitor) = docker_monitor(TEST) else { return };
+    let mut log = Vec::new();
+    let (c, _) = run_script(&helper_mounts(), "/dcea-test-helper write-mprotect-exec /tmp/libprotected.so");
+    let alert = expect_in(&mut monitor, &mut log, LIBRARY, &c.id);
+    assert_eq!(alert.field("fd.name"), "/tmp/libprotected.so", "{}", alert.raw);
+    assert_eq!(alert.field("evt.type"), "mprotect", "past the mmap hook: {}", alert.raw);
+    assert_priority(&alert, "Critical");
 }
 
 #[test]

@@ -14,6 +14,7 @@ pub mod findings;
 pub mod hash;
 pub mod judge;
 pub mod layers;
+pub mod mapping;
 pub mod memory;
 pub mod pass;
 pub mod smaps;

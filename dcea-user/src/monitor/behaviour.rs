@@ -46,6 +46,9 @@ pub struct DecodedBehaviour {
     pub fstype: String,
     /// execve: the new program's argv.
     pub argv: Vec<String>,
+    /// mprotect: the range made executable (start, length), whose file fields user space
+    /// fills from the caller's maps ([`crate::integrity::mapping`]).
+    pub range: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for DecodedBehaviour {
@@ -63,13 +66,20 @@ impl std::fmt::Debug for DecodedBehaviour {
             .field("arg", &self.arg)
             .field("fstype", &self.fstype)
             .field("argv", &self.argv)
+            .field("range", &self.range)
             .finish_non_exhaustive()
     }
 }
 
 impl DecodedBehaviour {
-    pub fn new(raw: Behaviour) -> Option<DecodedBehaviour> {
+    pub fn new(mut raw: Behaviour) -> Option<DecodedBehaviour> {
         let hook = Hook::from_u32(raw.hook)?;
+        // The range travels in the file fields' slots; they mean the file's once resolved.
+        let range = (hook == Hook::Mprotect).then(|| {
+            let range = (raw.args[arg::START], raw.args[arg::LENGTH]);
+            (raw.args[arg::START], raw.args[arg::LENGTH]) = (0, 0);
+            range
+        });
         let path = if hook == Hook::Connect { socket_path(&raw) } else { c_bytes_to_string(&raw.path) };
         let argv = if hook == Hook::Exec { split_argv(&raw.arg, raw.args[arg::FLAGS]) } else { Vec::new() };
         let arg = if hook == Hook::Exec { String::new() } else { c_bytes_to_string(&raw.arg) };
@@ -84,6 +94,7 @@ impl DecodedBehaviour {
             arg,
             fstype: c_bytes_to_string(&raw.fstype),
             argv,
+            range,
             raw,
         })
     }

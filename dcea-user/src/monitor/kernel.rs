@@ -38,6 +38,7 @@ struct Counters {
     denied: TotalTracker,
     decoded: TotalTracker,
     decode_errors: TotalTracker,
+    unresolved_ranges: TotalTracker,
 }
 
 /// Records lost since the last look, per channel.
@@ -232,6 +233,7 @@ impl Kernel {
         c.denied.update(&m.kernel_denied, counter(&self.ebpf, stats::DENIED));
         c.decoded.update(&m.records_decoded, self.pipeline.stats.records);
         c.decode_errors.update(&m.decode_errors, self.pipeline.stats.decode_errors);
+        c.unresolved_ranges.update(&m.unresolved_ranges, self.pipeline.stats.unresolved_ranges);
         // One statement per family guard: a second get_or_create while the first guard
         // lives would wait for itself.
         let main = counter(&self.ebpf, stats::RINGBUF_FULL);

@@ -30,6 +30,9 @@ pub struct PipelineStats {
     pub transitions: u64,
     pub behaviours: u64,
     pub alerts: u64,
+    /// mprotect records whose range was not read: the caller had exited, or spent its
+    /// per-second budget of maps reads.
+    pub unresolved_ranges: u64,
 }
 
 /// What /proc and the event tell about the process, gathered only for alerts.
@@ -101,6 +104,8 @@ pub struct Pipeline {
     pub integrity: Option<Arc<crate::integrity::Integrity>>,
     /// Where notable integrity verdicts are recorded for `dcea integrity show`.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Names the file behind an mprotect record's range.
+    mappings: crate::integrity::mapping::MappingResolver,
 }
 
 /// An action a rule asks for that the kernel did not take at its hook.
@@ -130,6 +135,7 @@ impl Pipeline {
             condemned_seen: false,
             condemned: Vec::new(),
             stopped_targets: Vec::new(),
+            mappings: Default::default(),
             integrity: None,
             state_dir: None,
         }
@@ -210,7 +216,7 @@ impl Pipeline {
 
     fn behaviour(&mut self, record: &[u8], out: &mut Vec<Alert>) {
         self.stats.behaviours += 1;
-        let decoded = match decode_behaviour(record).map(DecodedBehaviour::new) {
+        let mut decoded = match decode_behaviour(record).map(DecodedBehaviour::new) {
             Ok(Some(d)) => d,
             Ok(None) | Err(_) => {
                 self.stats.decode_errors += 1;
@@ -220,6 +226,11 @@ impl Pipeline {
         };
         tracing::trace!("behaviour: {decoded:?}");
         let Some(rules) = self.rules.clone() else { return };
+        if decoded.hook == Hook::Mprotect
+            && self.mappings.resolve(&mut decoded) == crate::integrity::mapping::Resolved::Unknown
+        {
+            self.stats.unresolved_ranges += 1;
+        }
         let container = container_of(decoded.raw.flags, &decoded.cgroup_path, decoded.raw.tgid);
         let meta = container.as_ref().and_then(|c| self.ctx.metadata.lookup(&c.id));
         let epoch_ns = self.epoch_ns(decoded.raw.ktime_ns);

@@ -46,6 +46,7 @@ pub fn evt_type_of(hook: Hook) -> Option<EvtType> {
         Hook::Signal => EvtType::Kill,
         Hook::Mmap => EvtType::Mmap,
         Hook::ProcessVmWritev => EvtType::ProcessVmWritev,
+        Hook::Mprotect => EvtType::Mprotect,
         Hook::MoveMount | Hook::Fsmount | Hook::OpenTree | Hook::Exit | Hook::CommitCreds => return None,
     })
 }
@@ -326,7 +327,7 @@ impl<'a> KernelEvent<'a> {
                 let (integrity, container, b) = (self.integrity?, self.container?, self.behaviour_record()?);
                 let path = match b.hook {
                     Hook::Exec => b.exe.as_str(),
-                    Hook::Mmap => b.file.as_deref()?,
+                    Hook::Mmap | Hook::Mprotect => b.file.as_deref()?,
                     _ => return None,
                 };
                 let meta = self.meta.as_deref();
@@ -405,6 +406,19 @@ impl<'a> KernelEvent<'a> {
             Source::Behaviour(b) => Value::Flags(b.raw.args[arg::FLAGS], kind),
             Source::Transition { flags, .. } => Value::Flags(*flags, kind),
         }
+    }
+
+    /// The record's arguments when they carry a file's superblock (`args[DEV]`, `args[MAGIC]`):
+    /// opens, finit_module, chroot/pivot_root, mmap, and an mprotect whose range was a file.
+    fn superblock_args(&self) -> Option<&[u64; 4]> {
+        let b = self.behaviour_record()?;
+        let carries = match self.evt_type {
+            t if t.is_open() => true,
+            EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot | EvtType::Mmap => true,
+            EvtType::Mprotect => b.file.is_some(),
+            _ => false,
+        };
+        carries.then_some(&b.raw.args)
     }
 
     fn fd_name(&self) -> Option<&str> {
@@ -539,6 +553,7 @@ impl EventView for KernelEvent<'_> {
             FieldId::FdTypechar => match self.evt_type {
                 EvtType::Connect => Value::Str("u"),
                 t if t.is_open() || matches!(t, EvtType::FinitModule | EvtType::Mmap) => Value::Str("f"),
+                EvtType::Mprotect if b.is_some_and(|b| b.file.is_some()) => Value::Str("f"),
                 _ => Value::None,
             },
             FieldId::FdNum => match b {
@@ -546,31 +561,12 @@ impl EventView for KernelEvent<'_> {
                 _ => Value::None,
             },
             FieldId::FdDevMajor | FieldId::FdDevMinor => {
-                let dev = match (self.evt_type, raw_args) {
-                    // The kernel's encoding: major << 20 | minor; chroot/pivot_root: the new
-                    // root's, read at syscall exit.
-                    (t, Some(a))
-                        if t.is_open()
-                            || matches!(
-                                t,
-                                EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot | EvtType::Mmap
-                            ) =>
-                    {
-                        Some(((a[arg::DEV] >> 20) as i64, (a[arg::DEV] & 0xf_ffff) as i64))
-                    }
-                    _ => None,
-                };
+                // The kernel's encoding: major << 20 | minor; chroot/pivot_root: the new
+                // root's, read at syscall exit.
+                let dev = self.superblock_args().map(|a| ((a[arg::DEV] >> 20) as i64, (a[arg::DEV] & 0xf_ffff) as i64));
                 n(dev.map(|(major, minor)| if f.id == FieldId::FdDevMajor { major } else { minor }))
             }
-            FieldId::FdFstype => match (self.evt_type, raw_args) {
-                (t, Some(a))
-                    if t.is_open()
-                        || matches!(t, EvtType::FinitModule | EvtType::Chroot | EvtType::PivotRoot | EvtType::Mmap) =>
-                {
-                    s(crate::sys::fs_type_name(a[arg::MAGIC]))
-                }
-                _ => Value::None,
-            },
+            FieldId::FdFstype => s(self.superblock_args().and_then(|a| crate::sys::fs_type_name(a[arg::MAGIC]))),
             FieldId::FdHostPath => s(self.host_path()),
             FieldId::FdHostPathContainerId => s(self
                 .host_path()

@@ -36,10 +36,13 @@ pub enum EvtType {
     /// An executable file mapping (`mmap` with `PROT_EXEC`): shared libraries, `LD_PRELOAD`.
     Mmap,
     ProcessVmWritev,
+    /// A range made executable (`mprotect`/`pkey_mprotect` with `PROT_EXEC`); file fields
+    /// when the range is a file mapping.
+    Mprotect,
 }
 
 impl EvtType {
-    pub const ALL: [EvtType; 21] = [
+    pub const ALL: [EvtType; 22] = [
         EvtType::Execve,
         EvtType::Open,
         EvtType::Openat,
@@ -61,6 +64,7 @@ impl EvtType {
         EvtType::Kill,
         EvtType::Mmap,
         EvtType::ProcessVmWritev,
+        EvtType::Mprotect,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -87,6 +91,7 @@ impl EvtType {
             EvtType::Kill => "kill",
             EvtType::Mmap => "mmap",
             EvtType::ProcessVmWritev => "process_vm_writev",
+            EvtType::Mprotect => "mprotect",
         }
     }
 
@@ -182,7 +187,7 @@ pub struct SimpleEvent<'a> {
     pub ancestors: &'a [&'a str],
     pub ancestor_pids: &'a [i64],
     pub is_exe_upper_layer: Option<bool>,
-    /// execve, mmap: `dcea.integrity` and the two hashes.
+    /// execve, mmap, mprotect: `dcea.integrity` and the two hashes.
     pub integrity: Option<&'a str>,
     pub integrity_sha256: Option<&'a str>,
     pub integrity_image_sha256: Option<&'a str>,

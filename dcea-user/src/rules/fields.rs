@@ -50,7 +50,7 @@ pub enum FieldId {
     ProcAname,
     ProcApid,
     ProcIsExeUpperLayer,
-    /// execve, mmap: the program's or mapped file's integrity against the image.
+    /// execve, mmap, mprotect: the program's or mapped file's integrity against the image.
     Integrity,
     IntegritySha256,
     IntegrityImageSha256,
@@ -231,19 +231,19 @@ pub const FIELDS: &[FieldInfo] = &[
         "dcea.integrity",
         FieldId::Integrity,
         FieldType::Str,
-        "execve, mmap: the program or mapped file against the container's image: image, modified, not-in-image, fileless",
+        "execve, mmap, mprotect: the program or mapped file against the container's image: image, modified, not-in-image, fileless",
     ),
     f(
         "dcea.integrity.sha256",
         FieldId::IntegritySha256,
         FieldType::Str,
-        "execve, mmap: SHA-256 of the file as the container has it (when it was hashed)",
+        "execve, mmap, mprotect: SHA-256 of the file as the container has it (when it was hashed)",
     ),
     f(
         "dcea.integrity.image_sha256",
         FieldId::IntegrityImageSha256,
         FieldType::Str,
-        "execve, mmap: SHA-256 of the image's file at the same path (modified files)",
+        "execve, mmap, mprotect: SHA-256 of the image's file at the same path (modified files)",
     ),
     f("user.uid", FieldId::UserUid, FieldType::Num, "real user id"),
     f("user.euid", FieldId::UserEuid, FieldType::Num, "effective user id"),

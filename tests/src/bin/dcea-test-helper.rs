@@ -22,7 +22,9 @@
 //!   container loops (unix datagram connects; fork+exec+wait).
 //! - `memfd-exec <program> [args…]`: copy the program into a memfd and fexecve it (fileless
 //!   code); `mmap-exec <file>`: map the file PROT_READ|PROT_EXEC, as ld.so maps a library;
-//!   `write-mmap-exec <file>`: write the file first (the helper's own first 64 KiB, an ELF).
+//!   `write-mmap-exec <file>`: write the file first (the helper's own first 64 KiB, an ELF);
+//!   `write-mprotect-exec <file>`: write it, map it PROT_READ, then mprotect it executable,
+//!   as a loader of its own does past the mmap hook, and keep it mapped for 2 s.
 //! - `hold-target`: an injection target: prints `pid=<pid> buffer=<hex> code=<hex>` (a
 //!   page-aligned writable buffer; a function in its text that never runs), then waits until
 //!   stdin is closed (at most 120 s).
@@ -289,13 +291,39 @@ fn mmap_exec(file: &str) -> Result<u8, String> {
 
 /// Write `file` (the helper's own first 64 KiB: a plausible ELF), then [`mmap_exec`] it.
 fn write_mmap_exec(file: &str) -> Result<u8, String> {
+    write_file_head(file)?;
+    mmap_exec(file)
+}
+
+/// `file` becomes the helper's own first 64 KiB (a plausible ELF).
+fn write_file_head(file: &str) -> Result<(), String> {
     use std::io::Read;
     let mut head = Vec::new();
     std::fs::File::open("/proc/self/exe")
         .and_then(|f| f.take(64 * 1024).read_to_end(&mut head))
         .map_err(|e| format!("/proc/self/exe: {e}"))?;
-    std::fs::write(file, &head).map_err(|e| format!("writing {file}: {e}"))?;
-    mmap_exec(file)
+    std::fs::write(file, &head).map_err(|e| format!("writing {file}: {e}"))
+}
+
+/// Write `file` as [`write_mmap_exec`] does, map it PROT_READ and only then make it
+/// executable with mprotect. The mapping stays for 2 s, as a loaded library's code stays.
+fn write_mprotect_exec(file: &str) -> Result<u8, String> {
+    use std::os::fd::AsRawFd;
+    write_file_head(file)?;
+    let f = std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?;
+    let len = 64 * 1024;
+    // SAFETY: a new private read-only mapping of an open file.
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
+    if addr == libc::MAP_FAILED {
+        return Err(errno(&format!("mmap {file} PROT_READ")));
+    }
+    // SAFETY: the mapping made above; nothing runs in it.
+    let rc = unsafe { libc::mprotect(addr, len, libc::PROT_READ | libc::PROT_EXEC) };
+    let result = if rc == 0 { Ok(0) } else { Err(errno(&format!("mprotect {file} PROT_EXEC"))) };
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: the mapping made above.
+    unsafe { libc::munmap(addr, len) };
+    result
 }
 
 /// One page of hold-target's writable memory, for the injection tests to write into.
@@ -415,7 +443,7 @@ const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <k
        dcea-test-helper run-as <uid> host|container <program> [args...]
        dcea-test-helper su-like [program args...]
        dcea-test-helper memfd-exec <program> [args...]
-       dcea-test-helper mmap-exec|write-mmap-exec <file>
+       dcea-test-helper mmap-exec|write-mmap-exec|write-mprotect-exec <file>
        dcea-test-helper hold-target
        dcea-test-helper vm-write|proc-mem-write|poke-text <pid> <hex addr>";
 
@@ -591,6 +619,7 @@ fn main() -> ExitCode {
         (Some("memfd-exec"), Some(program), _) => memfd_exec(program, &args[3..]),
         (Some("mmap-exec"), Some(file), None) => mmap_exec(file),
         (Some("write-mmap-exec"), Some(file), None) => write_mmap_exec(file),
+        (Some("write-mprotect-exec"), Some(file), None) => write_mprotect_exec(file),
         (Some("hold-target"), None, None) => hold_target(),
         (Some("vm-write"), Some(pid), Some(addr)) => {
             parse_target(pid, addr).and_then(|(p, a)| refused_is_1(vm_write(p, a)))

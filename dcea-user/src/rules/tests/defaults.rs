@@ -190,17 +190,21 @@ fn integrity_verdicts_of_programs_and_mapped_files() {
     fileless.integrity = Some("fileless");
     fires(names::FILELESS_CODE, &fileless);
 
-    let mapped = |verdict: &'static str| {
-        let mut e = ctr(EvtType::Mmap);
-        e.fd_name = Some("/tmp/libx.so");
-        e.integrity = Some(verdict);
-        e
-    };
-    fires(names::LIBRARY_NOT_IN_IMAGE, &mapped("not-in-image"));
-    fires(names::MODIFIED_IMAGE_FILE, &mapped("modified"));
-    fires(names::FILELESS_CODE, &mapped("fileless"));
-    silent(&mapped("image"));
-    silent(&mapped("outside-image"));
+    for how in [EvtType::Mmap, EvtType::Mprotect] {
+        let mapped = |verdict: &'static str| {
+            let mut e = ctr(how);
+            e.fd_name = Some("/tmp/libx.so");
+            e.integrity = Some(verdict);
+            e
+        };
+        fires(names::LIBRARY_NOT_IN_IMAGE, &mapped("not-in-image"));
+        fires(names::MODIFIED_IMAGE_FILE, &mapped("modified"));
+        fires(names::FILELESS_CODE, &mapped("fileless"));
+        silent(&mapped("image"));
+        silent(&mapped("outside-image"));
+    }
+    // An anonymous range made executable (JIT code) has no verdict.
+    silent(&ctr(EvtType::Mprotect));
 }
 
 #[test]
