@@ -87,7 +87,10 @@ pub mod runtime {
     /// runtime's API socket is sent (the one the kernel recognises). Written by the agent from
     /// its rules before attaching and on SIGHUP.
     pub const EVERY_UNIX_CONNECT_SLOT: u32 = 2;
-    pub const SLOTS: u32 = 3;
+    /// Slot 3: non-zero while an allowlist is enforced in some container; else execs skip the
+    /// allowlist lookups.
+    pub const ALLOWLIST_SLOT: u32 = 3;
+    pub const SLOTS: u32 = 4;
 }
 
 /// Where in the kernel a change was observed.
@@ -286,9 +289,36 @@ pub mod flags {
     /// Behaviour (exec, mmap): the file has no name left: a memfd, an `O_TMPFILE` file or a
     /// deleted one (`i_nlink` 0 or an unhashed dentry). Code run from it is fileless.
     pub const FILE_UNLINKED: u32 = 1 << 19;
+    /// Behaviour (exec): the task's first exec since it became containerised: the runtime
+    /// starting the container's init or a `docker exec`, not the workload running a program.
+    pub const ENTRY_EXEC: u32 = 1 << 20;
+    /// Behaviour (exec): the program is not in the container's enforced allowlist; with
+    /// [`KILLED`] the kernel killed it before its first instruction.
+    pub const NOT_ALLOWED: u32 = 1 << 21;
     /// Bits 24..28: the [`crate::Guard`] the record matched, plus one (0: none).
     pub const GUARD_SHIFT: u32 = 24;
     pub const GUARD_MASK: u32 = 0xf << GUARD_SHIFT;
+}
+
+/// Bits of an enforced container's entry in [`crate::names::ALLOW_ENFORCED_MAP`].
+pub mod allow {
+    /// Kill the runtime's execs into the container too ([`super::flags::ENTRY_EXEC`]): by
+    /// default a `docker exec` of a program outside the allowlist is reported, not killed.
+    pub const KILL_ENTRY_EXEC: u32 = 1;
+}
+
+/// One program an enforced container may run: its file as the kernel sees `mm->exe_file`
+/// (superblock device in the kernel's encoding, inode number) and the task's comm after the
+/// exec (the executed name's basename: how a multi-call binary's applets and a script run by
+/// its interpreter are told apart).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AllowKey {
+    pub cgroup: u64,
+    pub ino: u64,
+    pub dev: u32,
+    pub pad: u32,
+    pub comm: [u8; COMM_LEN],
 }
 
 /// Indices of the per-CPU counters in the stats map.
@@ -311,7 +341,9 @@ pub mod stats {
     pub const CONDEMNED: u32 = 7;
     /// Operations refused with -EPERM by a BPF LSM program.
     pub const DENIED: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// Programs killed at exec for not being in their container's allowlist (a subset of KILLED).
+    pub const ALLOWLIST_KILLED: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 pub const COMM_LEN: usize = 16;
@@ -462,4 +494,5 @@ mod user {
     unsafe impl aya::Pod for TaskState {}
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for Behaviour {}
+    unsafe impl aya::Pod for AllowKey {}
 }

@@ -38,6 +38,10 @@ pub mod names {
     pub const SELF_MAP: &str = "DCEA_SELF";
     /// Signals to the agent, read by its sentinel (a stopped agent reads nothing).
     pub const SENTINEL_EVENTS_MAP: &str = "DCEA_SENTINEL";
+    /// cgroup v2 id of a container whose workload's allowlist is enforced → [`crate::allow`] bits.
+    pub const ALLOW_ENFORCED_MAP: &str = "DCEA_ALLOW_ENFORCED";
+    /// [`crate::AllowKey`]s: the programs (file identity and name) each enforced container may run.
+    pub const ALLOWED_MAP: &str = "DCEA_ALLOWED";
 }
 
 /// Namespace kinds tracked per task, in snapshot order.
@@ -124,6 +128,9 @@ mod tests {
         assert_eq!(offset_of!(TaskSnapshot, uid), 36);
         assert_eq!(offset_of!(TaskSnapshot, cap_effective), 48);
         assert_eq!(size_of::<TaskState>(), 88);
+        // The allowlist's map key, written by the agent and looked up by the exec program.
+        assert_eq!(size_of::<AllowKey>(), 40);
+        assert_eq!((offset_of!(AllowKey, ino), offset_of!(AllowKey, dev), offset_of!(AllowKey, comm)), (8, 16, 24));
         // Both record kinds start with RecordHeader.
         assert_eq!(size_of::<RecordHeader>(), 40);
         for (header, event, behaviour) in [

@@ -953,6 +953,8 @@ pub fn on_exec(ctx: &TracePointContext) {
     if kill_if_condemned() {
         return;
     }
+    // The first exec since the task became containerised is the runtime's (init, docker exec).
+    let entry = state.flags & TASK_EXECED == 0;
     // From here on the task runs the container's own programs.
     state.flags |= TASK_CONTAINER | TASK_EXECED;
     let snap = state.snap;
@@ -964,11 +966,14 @@ pub fn on_exec(ctx: &TracePointContext) {
     // The program's identity for the integrity checks: a memfd or deleted file is fileless.
     let exe = FileInfo::read(task.exe_file());
     let unlinked = exe.unlinked();
-    let args = [0, exe.i_mode as u64, exe.s_dev() as u64, exe.s_magic];
-    emit(begin(Hook::Exec, task, &snap, 0, args, unlinked * flags::FILE_UNLINKED, unlinked != 0), |ev| {
+    let (dev, ino) = (exe.s_dev(), exe.ino());
+    let verdict = crate::allowlist::check_exec(dev, ino, entry);
+    let args = [0, exe.i_mode as u64, dev as u64, exe.s_magic];
+    let record_flags = (unlinked * flags::FILE_UNLINKED) | (entry as u32 * flags::ENTRY_EXEC) | verdict;
+    emit(begin(Hook::Exec, task, &snap, 0, args, record_flags, unlinked != 0 || verdict != 0), |ev| {
         read_str(filename, &mut ev.path);
         ev.args[arg::FLAGS] = task.argv(&mut ev.arg);
-        ev.ino = exe.ino();
+        ev.ino = ino;
     });
 }
 

@@ -10,6 +10,7 @@
 #![no_main]
 
 mod agent;
+mod allowlist;
 mod behaviour;
 mod guard;
 mod lsm;

@@ -67,6 +67,13 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::config::cmd::ConfigCommand,
     },
+    /// The per-workload process allowlists: list, show, promote (learn → monitor → enforce),
+    /// demote, edit, reset, export and import them. The running monitor applies a change
+    /// within a second.
+    Profile {
+        #[command(subcommand)]
+        command: crate::allowlist::cli::ProfileCommand,
+    },
     /// Lift the condemnation of a container that --enforce killed (kill-container): its
     /// tasks may run again. The running monitor applies it within a second.
     Release {
@@ -149,6 +156,60 @@ pub struct MonitorArgs {
     pub delivery: DeliveryArgs,
     #[command(flatten)]
     pub integrity: IntegrityArgs,
+    #[command(flatten)]
+    pub allowlist: AllowlistArgs,
+}
+
+/// The per-workload process allowlist.
+#[derive(Debug, Args)]
+pub struct AllowlistArgs {
+    /// Learn each workload's programs and judge its execs against them (`off`: no profiles).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    pub allowlist: bool,
+    /// How long a new workload learns (`1h`, `30m`; `until-promoted`: until `dcea profile
+    /// promote`).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_learn)]
+    pub allowlist_learn: LearnFor,
+    /// What a profile becomes when learning ends: monitor (report) or enforce (kill in the
+    /// kernel); enforce is the opt-in automatic promotion.
+    #[arg(long, value_name = "MODE", default_value = "monitor", value_parser = parse_after)]
+    pub allowlist_after: crate::allowlist::Mode,
+    /// In enforce mode, also kill the runtime's execs into a container (`docker exec` of a
+    /// program not in the profile); by default they are reported, not killed.
+    #[arg(long)]
+    pub allowlist_block_runtime_exec: bool,
+    /// Profiles supplied as files (a ConfigMap mounted here): each replaces the stored profile of
+    /// its name at start and whenever its file changes.
+    #[arg(long, value_name = "DIR")]
+    pub allowlist_dir: Option<PathBuf>,
+}
+
+/// How long a workload learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnFor(pub Option<Duration>);
+
+fn parse_learn(s: &str) -> Result<LearnFor, String> {
+    if s.trim() == "until-promoted" {
+        return Ok(LearnFor(None));
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 1h, 30m, until-promoted)"))?;
+    Ok(LearnFor(Some(d)))
+}
+
+fn parse_after(s: &str) -> Result<crate::allowlist::Mode, String> {
+    match s {
+        "monitor" => Ok(crate::allowlist::Mode::Monitor),
+        "enforce" => Ok(crate::allowlist::Mode::Enforce),
+        _ => Err(format!("{s:?}: monitor or enforce")),
+    }
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("{s:?}: on or off")),
+    }
 }
 
 /// Runtime integrity: the in-memory code measurement of container processes.
@@ -289,6 +350,13 @@ impl MonitorArgs {
                 interval: self.integrity.integrity_interval,
                 anon_exec: self.integrity.integrity_anon_exec,
             },
+            allowlist: crate::allowlist::AllowlistOptions {
+                enabled: self.allowlist.allowlist,
+                learn: self.allowlist.allowlist_learn.0,
+                after: self.allowlist.allowlist_after,
+                block_runtime_exec: self.allowlist.allowlist_block_runtime_exec,
+                supplied_dir: self.allowlist.allowlist_dir.clone(),
+            },
             ..self.kernel.monitor_options(self.format)
         }
     }
@@ -313,6 +381,7 @@ impl KernelArgs {
             metrics_addr: None,
             cri_socket: None,
             integrity: Default::default(),
+            allowlist: crate::allowlist::AllowlistOptions { enabled: false, ..Default::default() },
         }
     }
 }

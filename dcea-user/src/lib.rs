@@ -9,6 +9,7 @@
 //! code of containers checked against their image), `config` (the monitor's config file and
 //! `DCEA_*` variables, layered over its flags).
 
+pub mod allowlist;
 pub mod cli;
 pub mod config;
 pub mod container;

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => runtime.block_on(monitor::run(args.options())).map(|()| 0).map_err(|e| e.to_string()),
         Command::Trust { command } => dcea_user::trust::cli::run(command).map_err(|e| e.to_string()),
         Command::Config { command } => dcea_user::config::cmd::run(command),
+        Command::Profile { command } => dcea_user::allowlist::cli::run(command),
         Command::Release { container, state } => dcea_user::enforce::release::run(&state.state_dir, &container),
         Command::Probe { kernel, format } => monitor::probe(&kernel.monitor_options(Format::Json))
             .map(|report| {

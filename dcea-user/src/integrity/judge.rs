@@ -149,6 +149,36 @@ impl Integrity {
         found
     }
 
+    /// The SHA-256 the file at `q.path` has in the container: an upper-layer file's own, else
+    /// the image's (read once from the lower layers and kept in the image's baseline). For
+    /// the allowlist, which records it once per learned program; never on the exec path.
+    pub fn file_sha256(&self, q: &FileQuery<'_>) -> Option<String> {
+        if q.unlinked || !q.path.starts_with('/') {
+            return None;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let layers = if q.magic == OVERLAY_MAGIC && q.dev != 0 {
+            Self::layers_by_device(&mut st, q.container_id, q.dev)
+                .or_else(|| Self::layers_of(&mut st, q.container_id, &q.pids))?
+        } else {
+            Self::layers_of(&mut st, q.container_id, &q.pids)?
+        };
+        let relative = q.path.trim_start_matches('/');
+        let State { hashes, baselines, .. } = &mut *st;
+        if layers::in_upper(&layers.upper, relative) {
+            return hashes.sha256(&layers.upper.join(relative)).ok().map(|(_, sha)| sha);
+        }
+        let key = q.image_id.map(str::to_string).unwrap_or_else(|| baseline::layers_key(&layers.lowers));
+        if !baselines.contains_key(&key) && baselines.len() >= IMAGES_KEPT {
+            baselines.clear();
+        }
+        baselines
+            .entry(key.clone())
+            .or_insert_with(|| Baseline::open(&self.state_dir, &key, &q.image_names))
+            .lookup(q.path, &layers.lowers, hashes)
+            .map(|i| i.sha256)
+    }
+
     /// `None` when it cannot be told: the path is unknown or truncated, or the file's overlay
     /// is not known (another storage driver, or a container already removed).
     pub fn judge(&self, q: &FileQuery<'_>) -> Option<FileIntegrity> {

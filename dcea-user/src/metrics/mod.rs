@@ -44,6 +44,12 @@ pub struct ShedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    /// An allowlist profile's mode: learn, monitor or enforce.
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -60,6 +66,11 @@ pub struct Metrics {
     pub records_decoded: Counter,
     pub decode_errors: Counter,
     pub unresolved_ranges: Counter,
+    pub allowlist_learned: Counter,
+    pub allowlist_not_allowed: Counter,
+    pub allowlist_killed: Counter,
+    pub allowlist_profiles: Family<ModeLabels, Gauge>,
+    pub allowlist_enforced_containers: Gauge,
     pub alerts: Family<RuleLabels, Counter>,
     pub suppressed: Family<RuleLabels, Counter>,
     pub shed: Family<ShedLabels, Counter>,
@@ -150,6 +161,31 @@ impl Metrics {
                 "mprotect_ranges_unresolved",
                 "Ranges made executable whose mapping was not read (caller gone, or over its budget of maps reads)",
                 Counter::default(),
+            ),
+            allowlist_learned: reg(
+                &mut r,
+                "allowlist_learned",
+                "Programs added to allowlist profiles while learning",
+                Counter::default(),
+            ),
+            allowlist_not_allowed: reg(
+                &mut r,
+                "allowlist_not_allowed",
+                "Container execs of programs not in their workload's allowlist (reported or killed)",
+                Counter::default(),
+            ),
+            allowlist_killed: reg(
+                &mut r,
+                "allowlist_killed",
+                "Container execs killed in the kernel for not being in an enforced allowlist",
+                Counter::default(),
+            ),
+            allowlist_profiles: reg(&mut r, "allowlist_profiles", "Allowlist profiles by mode", Family::default()),
+            allowlist_enforced_containers: reg(
+                &mut r,
+                "allowlist_enforced_containers",
+                "Containers whose allowlist the kernel enforces",
+                Gauge::default(),
             ),
             alerts: reg(&mut r, "alerts", "Alerts raised, before storm control", Family::default()),
             suppressed: reg(&mut r, "alerts_suppressed", "Alerts folded into storm summaries", Family::default()),

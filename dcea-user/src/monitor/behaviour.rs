@@ -49,6 +49,10 @@ pub struct DecodedBehaviour {
     /// mprotect: the range made executable (start, length), whose file fields user space
     /// fills from the caller's maps ([`crate::integrity::mapping`]).
     pub range: Option<(u64, u64)>,
+    /// exec with [`flags::ENTRY_EXEC`]: whether the task is its PID namespace's init (the
+    /// container's entrypoint, not a `docker exec`), read from /proc when the record arrives;
+    /// None when the task was already gone.
+    pub pid_ns_init: Option<bool>,
 }
 
 impl std::fmt::Debug for DecodedBehaviour {
@@ -95,6 +99,7 @@ impl DecodedBehaviour {
             fstype: c_bytes_to_string(&raw.fstype),
             argv,
             range,
+            pid_ns_init: None,
             raw,
         })
     }
@@ -112,6 +117,13 @@ impl DecodedBehaviour {
             (None, _) => &self.path,
         }
     }
+}
+
+/// Is `tgid` pid 1 of its innermost PID namespace (`NSpid:` in /proc/<pid>/status)?
+pub fn is_pid_ns_init(tgid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{tgid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    Some(line.split_whitespace().last()? == "1")
 }
 
 /// sun_path: NUL-terminated, or abstract (leading NUL, name up to addrlen) shown as `@name`.

@@ -25,6 +25,8 @@ pub struct Kernel {
     /// Containers --enforce condemned (kill-container), kept with the kernel's set.
     condemned: Condemned,
     enforce: bool,
+    /// The enforced allowlists as the kernel holds them.
+    allowlist: crate::allowlist::sync::KernelAllowlist,
 }
 
 /// The kernel's running totals as last exported.
@@ -39,6 +41,9 @@ struct Counters {
     decoded: TotalTracker,
     decode_errors: TotalTracker,
     unresolved_ranges: TotalTracker,
+    allowlist_learned: TotalTracker,
+    allowlist_not_allowed: TotalTracker,
+    allowlist_killed: TotalTracker,
 }
 
 /// Records lost since the last look, per channel.
@@ -87,7 +92,13 @@ impl Kernel {
             counters: Counters::default(),
             condemned: Condemned::load(&opts.state_dir),
             enforce: opts.enforce,
+            allowlist: Default::default(),
         };
+        if opts.allowlist.enabled {
+            let mut a = crate::allowlist::Allowlist::new(&opts.state_dir, opts.allowlist.clone());
+            a.adopt_running(&ctx.metadata);
+            kernel.pipeline.allowlist = Some(a);
+        }
         kernel.pipeline.enforce = opts.enforce;
         kernel.pipeline.integrity = Some(Arc::new(crate::integrity::Integrity::new(&opts.state_dir)));
         kernel.pipeline.state_dir = Some(opts.state_dir.clone());
@@ -213,14 +224,37 @@ impl Kernel {
                 break;
             }
         }
+        self.pipeline.judge_deferred_execs(&mut alerts);
+        alerts.drain(..).for_each(&mut each);
         for pid in std::mem::take(&mut self.pipeline.stopped_targets) {
             std::thread::spawn(move || crate::enforce::resume_attach_stopped(pid));
         }
         self.write_exemptions();
+        self.sync_allowlist();
         if self.pipeline.condemned_seen || !self.pipeline.responses.is_empty() {
             self.pipeline.condemned_seen = false;
             self.enforce_condemned();
         }
+    }
+
+    fn sync_allowlist(&mut self) {
+        if let Some(a) = self.pipeline.allowlist.as_mut()
+            && !a.to_sync.is_empty()
+        {
+            let root = self.condemned.cgroup2().map(Path::to_path_buf);
+            self.allowlist.sync(&mut self.ebpf, root.as_deref(), a);
+        }
+    }
+
+    /// Once a second: profiles re-read and saved, enforcement brought in step, and the
+    /// entries of containers that are gone removed.
+    pub fn tick_allowlist(&mut self) {
+        let Some(a) = self.pipeline.allowlist.as_mut() else { return };
+        if a.tick() {
+            a.adopt_running(&self.pipeline.ctx.metadata);
+        }
+        self.sync_allowlist();
+        self.allowlist.forget_gone(&mut self.ebpf);
     }
 
     /// Export the kernel's and the pipeline's counters; returns what was lost since the
@@ -234,6 +268,19 @@ impl Kernel {
         c.decoded.update(&m.records_decoded, self.pipeline.stats.records);
         c.decode_errors.update(&m.decode_errors, self.pipeline.stats.decode_errors);
         c.unresolved_ranges.update(&m.unresolved_ranges, self.pipeline.stats.unresolved_ranges);
+        c.allowlist_killed.update(&m.allowlist_killed, counter(&self.ebpf, stats::ALLOWLIST_KILLED));
+        if let Some(a) = &self.pipeline.allowlist {
+            c.allowlist_learned.update(&m.allowlist_learned, a.stats.learned);
+            c.allowlist_not_allowed.update(&m.allowlist_not_allowed, a.stats.not_allowed);
+            let now = std::time::SystemTime::now();
+            for mode in
+                [crate::allowlist::Mode::Learn, crate::allowlist::Mode::Monitor, crate::allowlist::Mode::Enforce]
+            {
+                let n = a.store.profiles().filter(|p| p.mode_at(now) == mode).count();
+                m.allowlist_profiles.get_or_create(&crate::metrics::ModeLabels { mode: mode.name() }).set(n as i64);
+            }
+            m.allowlist_enforced_containers.set(self.allowlist.applied.len() as i64);
+        }
         // One statement per family guard: a second get_or_create while the first guard
         // lives would wait for itself.
         let main = counter(&self.ebpf, stats::RINGBUF_FULL);

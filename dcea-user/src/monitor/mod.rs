@@ -79,6 +79,8 @@ pub struct MonitorOptions {
     pub cri_socket: Option<PathBuf>,
     /// The in-memory measurement pass.
     pub integrity: IntegrityOptions,
+    /// The per-workload process allowlist.
+    pub allowlist: crate::allowlist::AllowlistOptions,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -374,6 +376,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
                     let denied = k.pipeline.denied_in_kernel[dcea_common::Guard::AgentSignal as usize];
                     keep_sentinel(&mut k.ebpf, &mut sentinel, denied);
                     k.enforce_condemned();
+                    k.tick_allowlist();
                     let lost = k.export(&metrics);
                     let action = loss.observe(lost, Instant::now(), &ctx.hostname);
                     if action.trust_pass {

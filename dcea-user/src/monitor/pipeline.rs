@@ -33,6 +33,8 @@ pub struct PipelineStats {
     /// mprotect records whose range was not read: the caller had exited, or spent its
     /// per-second budget of maps reads.
     pub unresolved_ranges: u64,
+    /// Container execs the allowlist could not judge: too many waited for metadata at once.
+    pub execs_unjudged: u64,
 }
 
 /// What /proc and the event tell about the process, gathered only for alerts.
@@ -106,7 +108,15 @@ pub struct Pipeline {
     pub state_dir: Option<std::path::PathBuf>,
     /// Names the file behind an mprotect record's range.
     mappings: crate::integrity::mapping::MappingResolver,
+    /// The per-workload process allowlist (exec records of containers).
+    pub allowlist: Option<crate::allowlist::Allowlist>,
+    /// Exec records waiting for their container's metadata: (record, container, time, since).
+    deferred_execs: Vec<(DecodedBehaviour, ContainerRef, u64, std::time::Instant)>,
 }
+
+/// Exec records held for metadata at most, and for how long.
+const DEFERRED_EXECS_MAX: usize = 4096;
+const DEFERRED_EXEC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An action a rule asks for that the kernel did not take at its hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +148,8 @@ impl Pipeline {
             mappings: Default::default(),
             integrity: None,
             state_dir: None,
+            allowlist: None,
+            deferred_execs: Vec::new(),
         }
     }
 
@@ -231,6 +243,10 @@ impl Pipeline {
         {
             self.stats.unresolved_ranges += 1;
         }
+        if decoded.hook == Hook::Exec && decoded.raw.flags & flags::ENTRY_EXEC != 0 && self.allowlist.is_some() {
+            // Now, while the task is surely there: a record may wait for metadata.
+            decoded.pid_ns_init = super::behaviour::is_pid_ns_init(decoded.raw.tgid);
+        }
         let container = container_of(decoded.raw.flags, &decoded.cgroup_path, decoded.raw.tgid);
         let meta = container.as_ref().and_then(|c| self.ctx.metadata.lookup(&c.id));
         let epoch_ns = self.epoch_ns(decoded.raw.ktime_ns);
@@ -266,8 +282,65 @@ impl Pipeline {
         }
         let at = Enforced { record_flags: decoded.raw.flags, tgid: decoded.raw.tgid };
         self.evaluate(&rules, &kev, at, epoch_ns, container.as_ref(), meta.as_deref(), out);
+        if decoded.hook == Hook::Exec
+            && let (Some(allowlist), Some(c)) = (self.allowlist.as_ref(), &container)
+        {
+            if meta.is_none() && !allowlist.containers.contains_key(&c.id) {
+                // A container's first execs come before the engine has named it: judge them
+                // once it has (the workload, hence the profile, comes from the metadata).
+                if self.deferred_execs.len() < DEFERRED_EXECS_MAX {
+                    self.deferred_execs.push((decoded.clone(), c.clone(), epoch_ns, std::time::Instant::now()));
+                } else {
+                    self.stats.execs_unjudged += 1;
+                }
+            } else {
+                self.judge_exec(&decoded, c, meta.clone(), epoch_ns, out);
+            }
+        }
         if let (Some(found), Some(dir), Some(c)) = (kev.judged_integrity(), &self.state_dir, &container) {
             record_finding(dir, found, &decoded, &c.id, epoch_ns);
+        }
+    }
+
+    /// The allowlist's judgement of one exec record of container `c`.
+    fn judge_exec(
+        &mut self,
+        decoded: &DecodedBehaviour,
+        c: &ContainerRef,
+        meta: Option<Arc<crate::container::metadata::ContainerMeta>>,
+        epoch_ns: u64,
+        out: &mut Vec<Alert>,
+    ) {
+        let host_ns = self.ctx.host.ns;
+        let integrity = self.integrity.clone();
+        let Some(allowlist) = self.allowlist.as_mut() else { return };
+        let Some(kev) = KernelEvent::behaviour(decoded, epoch_ns, &host_ns, Some(c), meta.clone()) else { return };
+        let kev = kev.with_integrity(integrity.as_deref());
+        let alert_meta = AlertMeta { time_ns: epoch_ns, hostname: &self.ctx.hostname };
+        let Some(mut alert) = allowlist.judge(decoded, &kev, c, meta.as_deref(), &alert_meta) else { return };
+        let f = &mut alert.output_fields;
+        add_container_fields(f, Some(c), meta.as_deref());
+        f.insert("proc.pid".into(), serde_json::json!(decoded.raw.tgid));
+        f.insert("evt.type".into(), serde_json::json!(kev.evt_type().name()));
+        f.insert("dcea.detected_by".into(), serde_json::json!("ebpf"));
+        f.insert("evt.rawtime".into(), serde_json::json!(epoch_ns));
+        self.stats.alerts += 1;
+        out.push(alert);
+    }
+
+    /// Judge the execs that waited for their container's metadata: those whose container is
+    /// now named, and, past [`DEFERRED_EXEC_WAIT`], the rest without it (counted).
+    pub fn judge_deferred_execs(&mut self, out: &mut Vec<Alert>) {
+        if self.deferred_execs.is_empty() {
+            return;
+        }
+        for (decoded, c, epoch_ns, at) in std::mem::take(&mut self.deferred_execs) {
+            let meta = self.ctx.metadata.lookup(&c.id);
+            if meta.is_none() && at.elapsed() < DEFERRED_EXEC_WAIT {
+                self.deferred_execs.push((decoded, c, epoch_ns, at));
+                continue;
+            }
+            self.judge_exec(&decoded, &c, meta, epoch_ns, out);
         }
     }
 

@@ -321,38 +321,49 @@ impl<'a> KernelEvent<'a> {
 
     /// exec: the new program; mmap: the mapped file. Any process of the container shows its
     /// root: the task, its parent, the init the engine knows.
-    fn file_integrity(&self) -> Option<&FileIntegrity> {
+    pub fn file_integrity(&self) -> Option<&FileIntegrity> {
         self.file_integrity
             .get_or_init(|| {
-                let (integrity, container, b) = (self.integrity?, self.container?, self.behaviour_record()?);
-                let path = match b.hook {
-                    Hook::Exec => b.exe.as_str(),
-                    Hook::Mmap | Hook::Mprotect => b.file.as_deref()?,
-                    _ => return None,
-                };
-                let meta = self.meta.as_deref();
-                let mut pids = vec![self.tgid()];
-                pids.extend(Some(self.ppid()).filter(|p| *p > 1));
-                pids.extend(meta.and_then(|m| m.pid));
-                let mut image_names: Vec<String> = meta.and_then(|m| m.image.clone()).into_iter().collect();
-                if let Some(m) = meta
-                    && m.image_tag.is_none()
-                    && let Some(repo) = &m.image_repository
-                {
-                    image_names.push(format!("{repo}:latest"));
-                }
-                integrity.judge(&FileQuery {
-                    container_id: &container.id,
-                    image_id: meta.and_then(|m| m.image_id.as_deref()),
-                    image_names,
-                    pids,
-                    path,
-                    dev: b.raw.args[arg::DEV],
-                    magic: b.raw.args[arg::MAGIC],
-                    unlinked: b.raw.flags & flags::FILE_UNLINKED != 0,
-                })
+                let integrity = self.integrity?;
+                integrity.judge(&self.file_query()?)
             })
             .as_ref()
+    }
+
+    /// The file an exec or mmap record names, as the integrity module asks for it.
+    pub fn file_query(&self) -> Option<FileQuery<'_>> {
+        let (container, b) = (self.container?, self.behaviour_record()?);
+        let path = match b.hook {
+            Hook::Exec => b.exe.as_str(),
+            Hook::Mmap | Hook::Mprotect => b.file.as_deref()?,
+            _ => return None,
+        };
+        let meta = self.meta.as_deref();
+        let mut pids = vec![self.tgid()];
+        pids.extend(Some(self.ppid()).filter(|p| *p > 1));
+        pids.extend(meta.and_then(|m| m.pid));
+        let mut image_names: Vec<String> = meta.and_then(|m| m.image.clone()).into_iter().collect();
+        if let Some(m) = meta
+            && m.image_tag.is_none()
+            && let Some(repo) = &m.image_repository
+        {
+            image_names.push(format!("{repo}:latest"));
+        }
+        Some(FileQuery {
+            container_id: &container.id,
+            image_id: meta.and_then(|m| m.image_id.as_deref()),
+            image_names,
+            pids,
+            path,
+            dev: b.raw.args[arg::DEV],
+            magic: b.raw.args[arg::MAGIC],
+            unlinked: b.raw.flags & flags::FILE_UNLINKED != 0,
+        })
+    }
+
+    /// The integrity module this event is judged with, if any.
+    pub fn integrity(&self) -> Option<&'a Integrity> {
+        self.integrity
     }
 
     /// ptrace, kill, process_vm_writev: the pid argument; a write-mode open of
