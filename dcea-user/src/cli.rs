@@ -164,8 +164,8 @@ pub struct MonitorArgs {
 #[derive(Debug, Args)]
 pub struct AllowlistArgs {
     /// Learn each workload's programs and judge its execs against them (`off`: no profiles).
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
-    pub allowlist: bool,
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub allowlist: Switch,
     /// How long a new workload learns (`1h`, `30m`; `until-promoted`: until `dcea profile
     /// promote`).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_learn)]
@@ -204,12 +204,10 @@ fn parse_after(s: &str) -> Result<crate::allowlist::Mode, String> {
     }
 }
 
-fn parse_on_off(s: &str) -> Result<bool, String> {
-    match s {
-        "on" | "true" | "yes" => Ok(true),
-        "off" | "false" | "no" => Ok(false),
-        _ => Err(format!("{s:?}: on or off")),
-    }
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// Runtime integrity: the in-memory code measurement of container processes.
@@ -351,7 +349,7 @@ impl MonitorArgs {
                 anon_exec: self.integrity.integrity_anon_exec,
             },
             allowlist: crate::allowlist::AllowlistOptions {
-                enabled: self.allowlist.allowlist,
+                enabled: self.allowlist.allowlist == Switch::On,
                 learn: self.allowlist.allowlist_learn.0,
                 after: self.allowlist.allowlist_after,
                 block_runtime_exec: self.allowlist.allowlist_block_runtime_exec,

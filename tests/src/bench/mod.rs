@@ -1,5 +1,6 @@
 //! Pieces the benchmarks share: the workload loops and a bpftrace peer run beside them.
 
+pub mod allowlist;
 pub mod bpftrace;
 pub mod integrity;
 pub mod loops;

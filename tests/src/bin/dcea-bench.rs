@@ -8,6 +8,8 @@
 //! 4. Runtime integrity: exec cost of a dynamically linked program in a container (the
 //!    executable-mapping records), a measurement pass over 1,000 container processes, the
 //!    reference measurement of a 500 MB image. `DCEA_BENCH_ONLY=integrity` runs only these.
+//! 5. The allowlist: fork+exec+wait in a container in enforce mode and on the host, against
+//!    the allowlist off. `DCEA_BENCH_ONLY=allowlist` runs only these.
 //!
 //! `DCEA_BENCH=footprint`: the agent's CPU and RSS idle and under load (the DaemonSet's
 //! requests and limits), time to ready and to stop.
@@ -331,6 +333,14 @@ fn main() {
         integrity_rows();
         return;
     }
+    if std::env::var("DCEA_BENCH_ONLY").as_deref() == Ok("allowlist") {
+        println!("| benchmark | result | target |");
+        println!("|---|---|---|");
+        for row in dcea_tests::bench::allowlist::rows(3, 1000) {
+            println!("{row}");
+        }
+        return;
+    }
     if std::env::var("DCEA_BENCH").as_deref() == Ok("opens") {
         match container_opens(3, 1_000_000) {
             Some((r, summary)) => println!("container opens (off, on) s: {r:?}; {summary}"),
@@ -408,6 +418,9 @@ fn main() {
     }
     enforcement_rows(20, 3);
     integrity_rows();
+    for row in dcea_tests::bench::allowlist::rows(3, 1000) {
+        println!("{row}");
+    }
     eprintln!("bench: rounds ns(off,on) {ns:?} fork+exec(off,on) {fe:?}");
     eprintln!("bench: done in {:.1} s", (monotonic_ns() - t0) as f64 / 1e9);
 }
