@@ -13,6 +13,7 @@ mod agent;
 mod behaviour;
 mod guard;
 mod lsm;
+mod quarantine;
 mod task;
 
 use aya_ebpf::{

@@ -75,6 +75,9 @@ pub enum Command {
         #[command(flatten)]
         state: StateDirArg,
     },
+    /// Cut a container off the network (all but its own loopback, optionally DNS), pinned in
+    /// bpffs so it outlives dcea; `release` lifts it, `list` shows who asked and why.
+    Quarantine(Box<crate::quarantine::cli::QuarantineArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +152,11 @@ pub struct MonitorArgs {
     pub delivery: DeliveryArgs,
     #[command(flatten)]
     pub integrity: IntegrityArgs,
+    /// Quarantine a container's network automatically: `critical` when it raises a Critical
+    /// alert (escape, tampering, integrity, allowlist kill); `never` leaves it to
+    /// `dcea quarantine`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = crate::quarantine::agent::QuarantineOn::Never)]
+    pub quarantine_on: crate::quarantine::agent::QuarantineOn,
 }
 
 /// Runtime integrity: the in-memory code measurement of container processes.
@@ -289,6 +297,7 @@ impl MonitorArgs {
                 interval: self.integrity.integrity_interval,
                 anon_exec: self.integrity.integrity_anon_exec,
             },
+            quarantine_on: self.quarantine_on,
             ..self.kernel.monitor_options(self.format)
         }
     }
@@ -313,6 +322,7 @@ impl KernelArgs {
             metrics_addr: None,
             cri_socket: None,
             integrity: Default::default(),
+            quarantine_on: Default::default(),
         }
     }
 }

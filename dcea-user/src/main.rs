@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Command::Trust { command } => dcea_user::trust::cli::run(command).map_err(|e| e.to_string()),
         Command::Config { command } => dcea_user::config::cmd::run(command),
         Command::Release { container, state } => dcea_user::enforce::release::run(&state.state_dir, &container),
+        Command::Quarantine(args) => dcea_user::quarantine::cli::run(*args),
         Command::Probe { kernel, format } => monitor::probe(&kernel.monitor_options(Format::Json))
             .map(|report| {
                 match format {
