@@ -193,9 +193,11 @@ impl Router {
     /// A kernel alert is also told to the trust thread (escapes remembered, the process
     /// re-checked); repeats that storm control folds are not re-checked again.
     fn kernel_alert(&mut self, alert: Alert) {
-        let quarantined = self.quarantine.consider(&alert, &self.metadata);
         let note = Note::of(&alert);
+        // The alert is queued first: the quarantine's attach must not delay it.
+        let trigger = self.quarantine.wants(&alert);
         let decision = if self.dedup.admit(&alert) { self.delivery.submit(alert) } else { Decision::Suppress };
+        let quarantined = trigger.is_some_and(|t| self.quarantine.apply(t, &self.metadata));
         if let Some(t) = &self.trust
             && t.note(note, decision == Decision::Deliver)
         {
@@ -217,10 +219,11 @@ impl Router {
 
     /// Alerts of the trust passes and re-checks.
     fn trust_alert(&mut self, alert: Alert) {
-        let quarantined = self.quarantine.consider(&alert, &self.metadata);
+        let trigger = self.quarantine.wants(&alert);
         if self.dedup.admit(&alert) {
             self.delivery.submit(alert);
         }
+        let quarantined = trigger.is_some_and(|t| self.quarantine.apply(t, &self.metadata));
         if quarantined {
             self.quarantine_events();
         }

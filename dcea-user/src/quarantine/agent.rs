@@ -39,6 +39,13 @@ pub struct QuarantineAgent {
     failed: HashSet<String>,
 }
 
+/// What `--quarantine-on critical` acts on: a container and the rule that condemned it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    pub container_id: String,
+    pub rule: String,
+}
+
 /// The container a Critical alert is about, when it should be quarantined for it.
 pub fn trigger(alert: &Alert) -> Option<&str> {
     if alert.priority > Priority::Critical || alert.rule == RULE_QUARANTINED || alert.rule == RULE_RELEASED {
@@ -76,23 +83,29 @@ impl QuarantineAgent {
         alerts
     }
 
-    /// `--quarantine-on critical`: quarantine the container of a Critical alert. True when it
-    /// did (the caller then polls for the alert).
-    pub fn consider(&mut self, alert: &Alert, metadata: &MetadataCache) -> bool {
+    /// `--quarantine-on critical`: the container (and the rule, the reason) a Critical alert
+    /// asks to quarantine, when it is not quarantined yet.
+    pub fn wants(&self, alert: &Alert) -> Option<Trigger> {
         if self.on != QuarantineOn::Critical {
-            return false;
+            return None;
         }
-        let Some(id) = trigger(alert) else { return false };
+        let id = trigger(alert)?;
         if self.failed.contains(id) || super::pin::is_pinned(id) {
-            return false;
+            return None;
         }
+        Some(Trigger { container_id: id.to_string(), rule: alert.rule.clone() })
+    }
+
+    /// Quarantine for a [`Trigger`]. True when it did (the caller then polls for the alert).
+    pub fn apply(&mut self, t: Trigger, metadata: &MetadataCache) -> bool {
+        let (id, rule) = (t.container_id.as_str(), t.rule.as_str());
         let meta = metadata.lookup(id);
         let target = super::Target {
             id: id.to_string(),
             name: meta.as_ref().and_then(|m| m.name.clone()),
             pid: meta.as_ref().and_then(|m| m.pid),
         };
-        match super::quarantine(&self.state_dir, &target, false, Requester::agent(), &alert.rule) {
+        match super::quarantine(&self.state_dir, &target, false, Requester::agent(), rule) {
             Ok(_) => true,
             Err(e) => {
                 tracing::warn!("--quarantine-on critical: could not quarantine {id}: {e}");
