@@ -13,7 +13,7 @@ use std::{
 use dcea_tests::{
     ESCAPE_RULE, HostAnchor, Monitor, Need, Received, dcea_bin,
     docker::{self, Container},
-    helper_bin, require_root, skip,
+    helper_bin, netns::Wire, require_root, skip,
 };
 use serde_json::Value;
 
@@ -35,10 +35,6 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args));
-}
-
 /// `dcea quarantine ARGS… --state-dir STATE`: its stdout.
 fn dcea_quarantine(state: &Path, args: &[&str]) -> String {
     run(Command::new(dcea_bin()).arg("quarantine").args(args).arg("--state-dir").arg(state))
@@ -56,90 +52,6 @@ impl Drop for Quarantine {
             .args(["quarantine", "release", &self.container, "--state-dir"])
             .arg(&self.state)
             .output();
-    }
-}
-
-/// A host-side network namespace with one end of a veth pair, the other end in a container's
-/// network namespace, and a listener on the host side. Removed (with the veth) on drop.
-struct Wire {
-    ns: String,
-    host_ip: String,
-    listener: Child,
-    heard: Receiver<String>,
-}
-
-impl Wire {
-    fn connect(container_pid: u32, n: u32) -> Wire {
-        let me = std::process::id();
-        let ns = format!("dcea-q-{me}-{n}");
-        let subnet = (me % 60) * 4 + n;
-        let (host_if, cont_if) = (format!("qh{}{n}", me % 1_000_000), format!("qc{}{n}", me % 1_000_000));
-        let (host_ip, cont_ip) = (format!("10.213.{subnet}.1"), format!("10.213.{subnet}.2"));
-        ip(&["netns", "add", &ns]);
-        // From here on the drop removes the namespace (and the veth with it).
-        let mut wire = Wire {
-            ns: ns.clone(),
-            host_ip: host_ip.clone(),
-            listener: Command::new("true").spawn().expect("spawn true"),
-            heard: mpsc::channel().1,
-        };
-        ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns, "link", "add", &host_if, "type", "veth", "peer", "name", &cont_if]);
-        ip(&["-n", &ns, "link", "set", &cont_if, "netns", &container_pid.to_string()]);
-        ip(&["-n", &ns, "addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
-        ip(&["-n", &ns, "link", "set", &host_if, "up"]);
-        let pid = container_pid.to_string();
-        let nsenter = |args: &[&str]| {
-            run(Command::new("nsenter").args(["-t", &pid, "-n", "ip"]).args(args));
-        };
-        nsenter(&["addr", "add", &format!("{cont_ip}/30"), "dev", &cont_if]);
-        nsenter(&["link", "set", &cont_if, "up"]);
-        let _ = wire.listener.wait();
-        let mut listener = Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(helper_bin())
-            .args(["net-listen", &host_ip, PORT])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn listener");
-        let (tx, heard) = mpsc::channel();
-        let out = listener.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        wire.listener = listener;
-        wire.heard = heard;
-        assert!(wire.hear("listening", Duration::from_secs(5)), "the listener did not start");
-        wire
-    }
-
-    /// Did the listener print a line starting with `prefix` within `timeout`?
-    fn hear(&self, prefix: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.heard.recv_timeout(left) {
-                Ok(l) if l.starts_with(prefix) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-
-    fn drain(&self) {
-        while self.heard.try_recv().is_ok() {}
-    }
-}
-
-impl Drop for Wire {
-    fn drop(&mut self) {
-        let _ = self.listener.kill();
-        let _ = self.listener.wait();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
 }
 
@@ -243,8 +155,9 @@ fn quarantine_cuts_a_container_off_but_its_loopback_and_survives_a_restart() {
     let mut monitor = Monitor::start(&["--state-dir", s, "--metrics-addr", "127.0.0.1:0"]);
     let c = probe_container("dcea-q", &[], &["sleep", "600"]);
     let name = docker::docker(&["inspect", "-f", "{{.Name}}", &c.id]).trim_start_matches('/').to_string();
-    let wire = Wire::connect(c.pid(), 0);
+    let mut wire = Wire::connect(c.pid(), 0);
     let host_ip = wire.host_ip.clone();
+    wire.listen(&["net-listen", &host_ip, PORT], true);
 
     // Before: TCP and UDP reach the listener.
     assert_eq!(helper_in(&c, &["net-probe", "tcp", &host_ip, PORT]), "ok");

@@ -3,3 +3,4 @@
 pub mod bpftrace;
 pub mod integrity;
 pub mod loops;
+pub mod quarantine;

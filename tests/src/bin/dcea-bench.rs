@@ -320,6 +320,13 @@ fn integrity_rows() {
     println!("{}", integrity::reference_row());
 }
 
+/// The network-quarantine row: a bystander's TCP throughput.
+fn quarantine_rows() {
+    eprintln!("bench: network quarantine, bystander TCP stream (5 rounds of 512 MiB)");
+    println!("| **network quarantine** | | |");
+    println!("{}", dcea_tests::bench::quarantine::bystander_row(5, 512 << 20));
+}
+
 fn main() {
     if !dcea_user::sys::is_root() {
         eprintln!("dcea-bench loads eBPF programs: run it as root (cargo xtask bench)");
@@ -340,6 +347,12 @@ fn main() {
     }
     if std::env::var("DCEA_BENCH").as_deref() == Ok("enforce") {
         enforcement_rows(20, 3);
+        return;
+    }
+    if std::env::var("DCEA_BENCH_ONLY").as_deref() == Ok("quarantine") {
+        println!("| benchmark | result | target |");
+        println!("|---|---|---|");
+        quarantine_rows();
         return;
     }
     if std::env::var("DCEA_BENCH").as_deref() == Ok("footprint") {
@@ -408,6 +421,7 @@ fn main() {
     }
     enforcement_rows(20, 3);
     integrity_rows();
+    quarantine_rows();
     eprintln!("bench: rounds ns(off,on) {ns:?} fork+exec(off,on) {fe:?}");
     eprintln!("bench: done in {:.1} s", (monotonic_ns() - t0) as f64 / 1e9);
 }

@@ -433,6 +433,7 @@ const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <k
        dcea-test-helper connect-unix <socket path>
        dcea-test-helper net-listen <ip> <port> | net-probe tcp|udp <ip> <port> | tcp-stream <ip> <port> <secs>
        dcea-test-helper loopback-check | quarantine-probe <ip> <port>
+       dcea-test-helper tcp-sink <ip> <port> | tcp-send <ip> <port> <bytes>
        dcea-test-helper docker-create <socket path> <container name>
        dcea-test-helper ptrace-attach <pid>
        dcea-test-helper bpf-prog-load
@@ -604,6 +605,8 @@ fn main() -> ExitCode {
         (Some("net-probe"), Some(kind), Some(ip)) if args.len() == 5 => net::probe(kind, ip, &args[4]),
         (Some("tcp-stream"), Some(ip), Some(port)) if args.len() == 5 => net::stream(ip, port, &args[4]),
         (Some("loopback-check"), None, None) => net::loopback_check(),
+        (Some("tcp-sink"), Some(ip), Some(port)) => net::sink(ip, port),
+        (Some("tcp-send"), Some(ip), Some(port)) if args.len() == 5 => net::send(ip, port, &args[4]),
         (Some("quarantine-probe"), Some(ip), Some(port)) => net::quarantine_probe(ip, port),
         (Some("docker-create"), Some(socket), Some(name)) => docker_create(socket, name),
         (Some("ptrace-attach"), Some(pid), None) => {

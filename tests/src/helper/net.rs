@@ -12,6 +12,7 @@
 //!   connect to `<ip>:<port>` and the loopback check; prints `remote=ok|errno=<n>
 //!   loopback=ok|<why>` (no address of the namespace routes to `<ip>`: ENETUNREACH unless the
 //!   quarantine refuses the connect first, with EPERM).
+//! - `tcp-sink <ip> <port>`, `tcp-send <ip> <port> <bytes>`: the bystander throughput benchmark.
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -214,5 +215,47 @@ pub fn quarantine_probe(ip: &str, port: &str) -> Result<u8, String> {
         Err(e) => e.replace(' ', "_"),
     };
     say(&format!("remote={remote} loopback={lo}"));
+    Ok(0)
+}
+
+/// `tcp-sink <ip> <port>`: accept connections one after another, read each to its end, answer
+/// with the byte count (8 bytes, big-endian). Prints `listening`.
+pub fn sink(ip: &str, port: &str) -> Result<u8, String> {
+    let at = addr(ip, port)?;
+    let tcp = TcpListener::bind(at).map_err(|e| format!("bind tcp {at}: {e}"))?;
+    say("listening");
+    for conn in tcp.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let mut buf = vec![0u8; 256 << 10];
+        let mut total = 0u64;
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        let _ = conn.write_all(&total.to_be_bytes());
+    }
+    Ok(0)
+}
+
+/// `tcp-send <ip> <port> <bytes>`: one connection, `bytes` written in 256 KiB writes, then the
+/// sink's count awaited. Prints `secs=<seconds> bytes=<count>`.
+pub fn send(ip: &str, port: &str, bytes: &str) -> Result<u8, String> {
+    let at = addr(ip, port)?;
+    let bytes: u64 = bytes.parse().map_err(|e| format!("{bytes}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&at, Duration::from_secs(2)).map_err(|e| io_error(&e))?;
+    let chunk = vec![0x5au8; 256 << 10];
+    let started = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        s.write_all(&chunk[..n]).map_err(|e| io_error(&e))?;
+        left -= n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write).map_err(|e| e.to_string())?;
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).map_err(|e| io_error(&e))?;
+    say(&format!("secs={:.6} bytes={}", started.elapsed().as_secs_f64(), u64::from_be_bytes(ack)));
     Ok(0)
 }
