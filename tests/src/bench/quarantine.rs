@@ -47,15 +47,24 @@ pub fn bystander_rounds(rounds: u32, bytes: u64) -> Option<Vec<(f64, f64)>> {
     // Warm-up: the first run pays for page faults and the veth's first packets.
     send_mbps(&bystander, &wire, bytes / 4)?;
     let mut out = Vec::new();
-    for _ in 0..rounds {
-        let off = send_mbps(&bystander, &wire, bytes)?;
+    for round in 0..rounds {
+        // ABBA: every other round measures attached first, so drift on a shared machine
+        // (another build, thermal state) falls on both sides alike.
+        let attached_first = round % 2 == 1;
+        let mut off = None;
+        if !attached_first {
+            off = Some(send_mbps(&bystander, &wire, bytes)?);
+        }
         if !quarantine(state.path(), &[&victim.id, "--reason", "bench"]) {
             eprintln!("bench: quarantine of the other container failed");
             return None;
         }
         let on = send_mbps(&bystander, &wire, bytes);
         quarantine(state.path(), &["release", &victim.id]);
-        out.push((off, on?));
+        if attached_first {
+            off = Some(send_mbps(&bystander, &wire, bytes)?);
+        }
+        out.push((off?, on?));
     }
     Some(out)
 }
