@@ -13,7 +13,9 @@ use std::{
 use dcea_tests::{
     ESCAPE_RULE, HostAnchor, Monitor, Need, Received, dcea_bin,
     docker::{self, Container},
-    helper_bin, netns::Wire, require_root, skip,
+    helper_bin,
+    netns::Wire,
+    require_root, skip,
 };
 use serde_json::Value;
 

@@ -79,18 +79,19 @@ pub fn resolve(name: &str, cgroup_root: Option<&Path>) -> Result<Target, Quarant
     if hex && crate::container::metadata::is_container_id(name) {
         return Ok(Target { id: name.to_string(), name: None, pid: None });
     }
-    if hex && name.len() >= 12 {
-        if let Some(root) = cgroup_root {
-            let ids = cgroup::ids_with_prefix(root, name);
-            match ids.as_slice() {
-                [one] => return Ok(Target { id: one.clone(), name: None, pid: None }),
-                [] => {}
-                many => {
-                    return Err(QuarantineError::Target(format!(
-                        "{name:?} is the prefix of {} containers: give more digits",
-                        many.len()
-                    )));
-                }
+    if hex
+        && name.len() >= 12
+        && let Some(root) = cgroup_root
+    {
+        let ids = cgroup::ids_with_prefix(root, name);
+        match ids.as_slice() {
+            [one] => return Ok(Target { id: one.clone(), name: None, pid: None }),
+            [] => {}
+            many => {
+                return Err(QuarantineError::Target(format!(
+                    "{name:?} is the prefix of {} containers: give more digits",
+                    many.len()
+                )));
             }
         }
     }
