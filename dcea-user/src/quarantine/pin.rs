@@ -78,14 +78,27 @@ pub fn attach(cgroup: &Path, id: &str, allow_dns: bool) -> Result<Vec<Attached>,
     crate::sys::raise_memlock();
     let dir = pin_dir(id);
     fs::create_dir_all(&dir).map_err(|e| QuarantineError::io(&dir, e))?;
-    let result = attach_pinned(object, cgroup, &dir, allow_dns);
+    let mut pinned = Vec::new();
+    let result = attach_pinned(object, cgroup, &dir, allow_dns, &mut pinned);
     if result.is_err() {
-        let _ = unpin_dir(&dir);
+        // Only what this call pinned: a concurrent quarantine of the same container keeps its own.
+        for path in pinned {
+            if let Ok(link) = PinnedLink::from_pin(&path) {
+                let _ = link.unpin();
+            }
+        }
+        let _ = fs::remove_dir(&dir);
     }
     result
 }
 
-fn attach_pinned(object: &[u8], cgroup: &Path, dir: &Path, allow_dns: bool) -> Result<Vec<Attached>, QuarantineError> {
+fn attach_pinned(
+    object: &[u8],
+    cgroup: &Path,
+    dir: &Path,
+    allow_dns: bool,
+    pinned: &mut Vec<PathBuf>,
+) -> Result<Vec<Attached>, QuarantineError> {
     // The object's other maps are sized down: this instance only runs the quarantine programs,
     // and only the maps they use outlive this process.
     let mut ebpf = EbpfLoader::new()
@@ -131,7 +144,9 @@ fn attach_pinned(object: &[u8], cgroup: &Path, dir: &Path, allow_dns: bool) -> R
                 (FdLink::try_from(link).map_err(|e| err(format!("not a bpf link (kernel < 5.7?): {e}")))?, insns)
             }
         };
-        link.pin(dir.join(p.name)).map_err(|e| err(format!("pinning in {}: {e}", dir.display())))?;
+        let path = dir.join(p.name);
+        link.pin(&path).map_err(|e| err(format!("pinning in {}: {e}", dir.display())))?;
+        pinned.push(path);
         out.push(Attached { program: p.name, verified_insns: insns });
     }
     Ok(out)
