@@ -343,3 +343,26 @@ fn quarantine_of_an_unknown_container_is_a_clear_error() {
     assert!(err.contains("no cgroup v2 directory for container") || err.contains("no cgroup v2 hierarchy"), "{err}");
     assert!(!Path::new(PIN_ROOT).join("fe".repeat(32)).exists());
 }
+
+#[test]
+fn allow_dns_lets_port_53_through_and_nothing_else() {
+    let test = "allow_dns_lets_port_53_through";
+    if !require_root(test) || !docker::available(test) || !dcea_tests::skip::require_program(test, "ip", "iproute2") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let c = probe_container("dcea-q-dns", &[], &["sleep", "600"]);
+    let mut wire = Wire::connect(c.pid(), 1);
+    let host_ip = wire.host_ip.clone();
+    wire.listen(&["net-listen", &host_ip, "53"], true);
+    let _guard = Quarantine { container: c.id.clone(), state: state.path().to_path_buf() };
+    let out = dcea_quarantine(state.path(), &[&c.id, "--allow-dns", "--reason", "dns only"]);
+    assert!(out.contains("and DNS"), "{out}");
+    assert_eq!(helper_in(&c, &["net-probe", "udp", &host_ip, "53"]), "ok");
+    assert!(wire.hear("udp dcea-udp-probe", Duration::from_secs(2)), "the DNS datagram did not arrive");
+    assert_eq!(helper_in(&c, &["net-probe", "tcp", &host_ip, "53"]), "ok", "TCP DNS passes both ways");
+    let other = helper_in(&c, &["net-probe", "tcp", &host_ip, PORT]);
+    assert!(other.contains(EPERM), "only port 53: {other}");
+    let list = listed(state.path());
+    assert!(list.iter().any(|e| e["container_id"] == c.id.as_str() && e["record"]["allow_dns"] == true), "{list:?}");
+}
