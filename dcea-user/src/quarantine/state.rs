@@ -285,7 +285,7 @@ impl EventReader {
         }
         let problems = errors
             .into_iter()
-            .map(|(n, e)| format!("{}: a line after byte {}: {e}", path.display(), self.offset + n as u64))
+            .map(|(n, e)| format!("{}: line {n} after byte {}: {e}", path.display(), self.offset))
             .collect();
         self.offset += used as u64;
         let _ = crate::sys::write_atomic(&self.store.dir.join(OFFSET_FILE), 0o600, |w| {
