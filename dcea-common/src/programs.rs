@@ -179,3 +179,54 @@ pub fn required() -> impl Iterator<Item = &'static ProgramSpec> {
 pub fn all() -> impl Iterator<Item = &'static ProgramSpec> {
     required().chain(COMMIT_CREDS.iter()).chain(BEHAVIOUR.iter()).chain(SELF_PROTECTION.iter()).chain(LSM.iter())
 }
+
+/// Network quarantine (`dcea quarantine`): cgroup programs attached to one container's cgroup
+/// v2 directory and pinned in bpffs. Not part of [`all`]: the monitor never attaches them;
+/// each quarantine loads its own instance (with its own [`quarantine::FLAGS_MAP`]).
+pub mod quarantine {
+    /// Where a quarantine program hooks in the container's cgroup.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Hook {
+        /// `cgroup_skb/ingress`: packets delivered to the container's sockets.
+        SkbIngress,
+        /// `cgroup_skb/egress`: packets the container's sockets send.
+        SkbEgress,
+        /// `cgroup/connect4`, `cgroup/connect6`: connect(2) refused with EPERM.
+        Connect4,
+        Connect6,
+        /// `cgroup/sendmsg4`, `cgroup/sendmsg6`: sendto/sendmsg with an address refused.
+        Sendmsg4,
+        Sendmsg6,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Program {
+        pub name: &'static str,
+        pub hook: Hook,
+    }
+
+    pub const SKB_INGRESS: &str = "quarantine_ingress";
+    pub const SKB_EGRESS: &str = "quarantine_egress";
+    pub const CONNECT4: &str = "quarantine_connect4";
+    pub const CONNECT6: &str = "quarantine_connect6";
+    pub const SENDMSG4: &str = "quarantine_sendmsg4";
+    pub const SENDMSG6: &str = "quarantine_sendmsg6";
+
+    /// Every quarantine program, in attach order (the refusals first, then the drops).
+    pub const QUARANTINE: [Program; 6] = [
+        Program { name: CONNECT4, hook: Hook::Connect4 },
+        Program { name: CONNECT6, hook: Hook::Connect6 },
+        Program { name: SENDMSG4, hook: Hook::Sendmsg4 },
+        Program { name: SENDMSG6, hook: Hook::Sendmsg6 },
+        Program { name: SKB_EGRESS, hook: Hook::SkbEgress },
+        Program { name: SKB_INGRESS, hook: Hook::SkbIngress },
+    ];
+
+    /// One slot of `u32` flags per loaded quarantine: each quarantine is its own instance of
+    /// the programs and this map, so the slot is that container's cgroup's configuration.
+    pub const FLAGS_MAP: &str = "DCEA_QUARANTINE_FLAGS";
+    /// `--allow-dns`: connect/sendmsg to port 53 and packets to or from port 53 pass.
+    pub const ALLOW_DNS: u32 = 1;
+    /// The port `--allow-dns` lets through.
+    pub const DNS_PORT: u16 = 53;
+}

@@ -14,6 +14,7 @@ mod allowlist;
 mod behaviour;
 mod guard;
 mod lsm;
+mod quarantine;
 mod task;
 
 use aya_ebpf::{

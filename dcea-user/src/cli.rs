@@ -82,6 +82,9 @@ pub enum Command {
         #[command(flatten)]
         state: StateDirArg,
     },
+    /// Cut a container off the network (all but its own loopback, optionally DNS), pinned in
+    /// bpffs so it outlives dcea; `release` lifts it, `list` shows who asked and why.
+    Quarantine(Box<crate::quarantine::cli::QuarantineArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +161,11 @@ pub struct MonitorArgs {
     pub integrity: IntegrityArgs,
     #[command(flatten)]
     pub allowlist: AllowlistArgs,
+    /// Quarantine a container's network automatically: `critical` when it raises a Critical
+    /// alert (escape, tampering, integrity, allowlist kill); `never` leaves it to
+    /// `dcea quarantine`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = crate::quarantine::agent::QuarantineOn::Never)]
+    pub quarantine_on: crate::quarantine::agent::QuarantineOn,
 }
 
 /// The per-workload process allowlist.
@@ -355,6 +363,7 @@ impl MonitorArgs {
                 block_runtime_exec: self.allowlist.allowlist_block_runtime_exec,
                 supplied_dir: self.allowlist.allowlist_dir.clone(),
             },
+            quarantine_on: self.quarantine_on,
             ..self.kernel.monitor_options(self.format)
         }
     }
@@ -380,6 +389,7 @@ impl KernelArgs {
             cri_socket: None,
             integrity: Default::default(),
             allowlist: crate::allowlist::AllowlistOptions { enabled: false, ..Default::default() },
+            quarantine_on: Default::default(),
         }
     }
 }

@@ -7,7 +7,8 @@
 //! stage: storm control, per-sink queues, stdout/file/syslog/HTTP with a spool), `metrics`
 //! (Prometheus series and the health check), `integrity` (programs, libraries and in-memory
 //! code of containers checked against their image), `config` (the monitor's config file and
-//! `DCEA_*` variables, layered over its flags).
+//! `DCEA_*` variables, layered over its flags), `quarantine` (network quarantine of a container:
+//! cgroup BPF programs pinned in bpffs, with who asked and why).
 
 pub mod allowlist;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod measure;
 pub mod metrics;
 pub mod monitor;
 pub mod output;
+pub mod quarantine;
 pub mod rules;
 pub mod scan;
 pub mod sentinel;

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         Command::Config { command } => dcea_user::config::cmd::run(command),
         Command::Profile { command } => dcea_user::allowlist::cli::run(command),
         Command::Release { container, state } => dcea_user::enforce::release::run(&state.state_dir, &container),
+        Command::Quarantine(args) => dcea_user::quarantine::cli::run(*args),
         Command::Probe { kernel, format } => monitor::probe(&kernel.monitor_options(Format::Json))
             .map(|report| {
                 match format {

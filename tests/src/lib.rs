@@ -17,6 +17,7 @@ pub mod containerd;
 pub mod disk;
 pub mod docker;
 pub mod k8s;
+pub mod netns;
 pub mod skip;
 pub mod systemd;
 pub mod task_map;

@@ -54,10 +54,10 @@ pub const KERNELS: [KernelSpec; 3] = [
 
 /// Test targets of the dcea-tests crate that run in the guest: every capability that needs no
 /// Docker engine (Docker-only tests print SKIP there) and no files of the source tree.
-const GUEST_TEST_TARGETS: [&str; 5] = ["cli", "monitor", "creds", "behaviour", "integrity"];
+const GUEST_TEST_TARGETS: [&str; 6] = ["cli", "monitor", "creds", "behaviour", "integrity", "quarantine"];
 
 /// Tests that must run (not SKIP) on every matrix kernel: they are why the matrix exists.
-const MUST_RUN: [&str; 8] = [
+const MUST_RUN: [&str; 9] = [
     "behaviour_rules_fire_in_a_fake_container",
     "integrity_records_and_injection_rules_in_a_fake_container",
     "lsm_deny_refuses_guarded_operations_in_a_fake_container",
@@ -66,6 +66,7 @@ const MUST_RUN: [&str; 8] = [
     "credentials_changed_outside_commit_creds_are_alerted",
     "setuid_exec_su_and_setresuid_are_not_tampering",
     "nsproxy_swapped_without_a_syscall_is_an_escape",
+    "quarantine_of_a_fake_container_refuses_its_connects_with_eperm",
 ];
 
 pub struct VmOptions {

@@ -54,6 +54,12 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// `quarantine` or `release`.
+    pub action: &'static str,
+}
+
 /// Every series dcea exports. Names are the Prometheus ones without the `dcea_` prefix and
 /// the `_total` suffix the encoder adds to counters.
 pub struct Metrics {
@@ -84,6 +90,8 @@ pub struct Metrics {
     pub trust_rechecks: Counter,
     pub rules_reloads: Family<ResultLabels, Counter>,
     pub programs_attached: Gauge,
+    pub quarantines: Family<ActionLabels, Counter>,
+    pub quarantined: Gauge,
     pub health: Health,
 }
 
@@ -210,6 +218,18 @@ impl Metrics {
             trust_rechecks: reg(&mut r, "trust_rechecks", "Trust re-checks requested", Counter::default()),
             rules_reloads: reg(&mut r, "rules_reloads", "Rule reloads on SIGHUP by result", Family::default()),
             programs_attached: reg(&mut r, "programs_attached", "Kernel programs attached", Gauge::default()),
+            quarantines: reg(
+                &mut r,
+                "quarantines",
+                "Network quarantines and releases of containers, by action",
+                Family::default(),
+            ),
+            quarantined: reg(
+                &mut r,
+                "quarantined_containers",
+                "Containers whose network is quarantined",
+                Gauge::default(),
+            ),
             registry: r,
             health: Health::default(),
         })

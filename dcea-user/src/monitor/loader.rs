@@ -22,6 +22,12 @@ pub fn ebpf_object_embedded() -> bool {
     !EBPF_OBJECT.is_empty()
 }
 
+/// The embedded kernel object (empty when the build skipped it): the network quarantine loads
+/// its own instance of its programs from it.
+pub(crate) fn ebpf_object() -> &'static [u8] {
+    EBPF_OBJECT
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ProgramStatus {
     pub name: &'static str,

@@ -81,6 +81,8 @@ pub struct MonitorOptions {
     pub integrity: IntegrityOptions,
     /// The per-workload process allowlist.
     pub allowlist: crate::allowlist::AllowlistOptions,
+    /// `--quarantine-on`: quarantine a container's network on its Critical alerts.
+    pub quarantine_on: crate::quarantine::agent::QuarantineOn,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +186,9 @@ struct Router {
     dedup: Dedup,
     metrics: Arc<Metrics>,
     trust: Option<TrustHandle>,
+    /// Quarantine alerts, and `--quarantine-on critical`.
+    quarantine: crate::quarantine::agent::QuarantineAgent,
+    metadata: MetadataCache,
 }
 
 impl Router {
@@ -191,18 +196,38 @@ impl Router {
     /// re-checked); repeats that storm control folds are not re-checked again.
     fn kernel_alert(&mut self, alert: Alert) {
         let note = Note::of(&alert);
+        // The alert is queued first: the quarantine's attach must not delay it.
+        let trigger = self.quarantine.wants(&alert);
         let decision = if self.dedup.admit(&alert) { self.delivery.submit(alert) } else { Decision::Suppress };
+        let quarantined = trigger.is_some_and(|t| self.quarantine.apply(t, &self.metadata));
         if let Some(t) = &self.trust
             && t.note(note, decision == Decision::Deliver)
         {
             self.metrics.trust_rechecks.inc();
         }
+        if quarantined {
+            self.quarantine_events();
+        }
+    }
+
+    /// Alerts for the quarantines and releases logged since the last look (the CLI's and this
+    /// agent's own).
+    fn quarantine_events(&mut self) {
+        for a in self.quarantine.poll(&self.metadata, &self.metrics) {
+            eprintln!("dcea: {}", a.output);
+            self.delivery.submit(a);
+        }
     }
 
     /// Alerts of the trust passes and re-checks.
     fn trust_alert(&mut self, alert: Alert) {
+        let trigger = self.quarantine.wants(&alert);
         if self.dedup.admit(&alert) {
             self.delivery.submit(alert);
+        }
+        let quarantined = trigger.is_some_and(|t| self.quarantine.apply(t, &self.metadata));
+        if quarantined {
+            self.quarantine_events();
         }
     }
 
@@ -292,8 +317,14 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
     let (tx, mut trust_rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = TrustWorker::spawn(checker, WorkerOptions { interval, store, save_every: SAVE_EVERY }, tx)
         .map_err(|e| Error::io("starting the trust thread", e))?;
-    let mut router =
-        Router { delivery, dedup: Dedup::default(), metrics: metrics.clone(), trust: Some(worker.handle.clone()) };
+    let mut router = Router {
+        delivery,
+        dedup: Dedup::default(),
+        metrics: metrics.clone(),
+        trust: Some(worker.handle.clone()),
+        quarantine: crate::quarantine::agent::QuarantineAgent::new(&opts.state_dir, opts.quarantine_on, &ctx.hostname),
+        metadata: metadata.clone(),
+    };
     let integrity = kernel
         .as_ref()
         .and_then(|k| k.pipeline.integrity.clone())
@@ -387,6 +418,7 @@ pub async fn run(opts: MonitorOptions) -> Result<(), Error> {
                         router.delivery.submit(a);
                     }
                 }
+                router.quarantine_events();
                 if let Err(e) = router.delivery.tick() { break Err(e) }
                 if last_expire.elapsed() >= Duration::from_secs(10) {
                     router.dedup.expire();

@@ -4,3 +4,4 @@ pub mod allowlist;
 pub mod bpftrace;
 pub mod integrity;
 pub mod loops;
+pub mod quarantine;

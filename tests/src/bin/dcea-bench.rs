@@ -322,6 +322,15 @@ fn integrity_rows() {
     println!("{}", integrity::reference_row());
 }
 
+/// The network-quarantine row: a bystander's TCP throughput.
+fn quarantine_rows() {
+    // More rounds on a noisy machine: DCEA_BENCH_QUARANTINE_ROUNDS.
+    let rounds = std::env::var("DCEA_BENCH_QUARANTINE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    eprintln!("bench: network quarantine, bystander TCP stream ({rounds} rounds of 512 MiB)");
+    println!("| **network quarantine** | | |");
+    println!("{}", dcea_tests::bench::quarantine::bystander_row(rounds, 512 << 20));
+}
+
 fn main() {
     if !dcea_user::sys::is_root() {
         eprintln!("dcea-bench loads eBPF programs: run it as root (cargo xtask bench)");
@@ -350,6 +359,12 @@ fn main() {
     }
     if std::env::var("DCEA_BENCH").as_deref() == Ok("enforce") {
         enforcement_rows(20, 3);
+        return;
+    }
+    if std::env::var("DCEA_BENCH_ONLY").as_deref() == Ok("quarantine") {
+        println!("| benchmark | result | target |");
+        println!("|---|---|---|");
+        quarantine_rows();
         return;
     }
     if std::env::var("DCEA_BENCH").as_deref() == Ok("footprint") {
@@ -421,6 +436,7 @@ fn main() {
     for row in dcea_tests::bench::allowlist::rows(3, 1000) {
         println!("{row}");
     }
+    quarantine_rows();
     eprintln!("bench: rounds ns(off,on) {ns:?} fork+exec(off,on) {fe:?}");
     eprintln!("bench: done in {:.1} s", (monotonic_ns() - t0) as f64 / 1e9);
 }

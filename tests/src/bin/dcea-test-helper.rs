@@ -431,6 +431,9 @@ fn refused_is_1(result: Result<u8, String>) -> Result<u8, String> {
 
 const USAGE: &str = "usage: dcea-test-helper fake-container-escape <host pid> <kind,kind,...> [linger_ms]
        dcea-test-helper connect-unix <socket path>
+       dcea-test-helper net-listen <ip> <port> | net-probe tcp|udp <ip> <port> | tcp-stream <ip> <port> <secs>
+       dcea-test-helper loopback-check | quarantine-probe <ip> <port>
+       dcea-test-helper tcp-sink <ip> <port> | tcp-send <ip> <port> <bytes>
        dcea-test-helper docker-create <socket path> <container name>
        dcea-test-helper ptrace-attach <pid>
        dcea-test-helper bpf-prog-load
@@ -569,6 +572,11 @@ fn su_like(args: &[String]) -> Result<u8, String> {
     }
 }
 
+/// The network quarantine's probes (`net-*`, `tcp-stream`, `loopback-check`,
+/// `quarantine-probe`), described in that file.
+#[path = "../helper/net.rs"]
+mod net;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
@@ -593,6 +601,13 @@ fn main() -> ExitCode {
             }
         }
         (Some("connect-unix"), Some(path), None) => connect_unix(path),
+        (Some("net-listen"), Some(ip), Some(port)) => net::listen(ip, port),
+        (Some("net-probe"), Some(kind), Some(ip)) if args.len() == 5 => net::probe(kind, ip, &args[4]),
+        (Some("tcp-stream"), Some(ip), Some(port)) if args.len() == 5 => net::stream(ip, port, &args[4]),
+        (Some("loopback-check"), None, None) => net::loopback_check(),
+        (Some("tcp-sink"), Some(ip), Some(port)) => net::sink(ip, port),
+        (Some("tcp-send"), Some(ip), Some(port)) if args.len() == 5 => net::send(ip, port, &args[4]),
+        (Some("quarantine-probe"), Some(ip), Some(port)) => net::quarantine_probe(ip, port),
         (Some("docker-create"), Some(socket), Some(name)) => docker_create(socket, name),
         (Some("ptrace-attach"), Some(pid), None) => {
             pid.parse().map_err(|e| format!("pid {pid}: {e}")).and_then(ptrace_attach)
