@@ -202,3 +202,25 @@ fn a_container_without_metadata_waits_for_it() {
 fn the_internal_rule_compiles() {
     assert_eq!(internal_rules().rules()[0].name, RULE_NOT_ALLOWED);
 }
+
+#[test]
+fn profiles_supplied_in_a_directory_replace_the_stored_ones() {
+    let state = tempfile::tempdir().expect("state");
+    let supplied = tempfile::tempdir().expect("supplied");
+    let mut kept = Profile::new("web-1", "docker/shop/web@sha256:1/web", None, Mode::Enforce, SystemTime::now());
+    kept.set_mode(Mode::Enforce, SystemTime::now());
+    kept.learn(Entry { path: "/app/run".into(), name: "run".into(), sha256: None, parent: None }, SystemTime::now());
+    store::write(supplied.path(), &kept).expect("write");
+    std::fs::write(supplied.path().join("broken.yaml"), "mode: [").expect("write");
+    let opts = AllowlistOptions { supplied_dir: Some(supplied.path().to_path_buf()), ..Default::default() };
+    let mut a = Allowlist::new(state.path(), opts);
+    let p = a.store.by_workload("docker/shop/web@sha256:1/web").expect("imported");
+    assert_eq!((p.mode, p.entries.len()), (Mode::Enforce, 1));
+    assert!(supplied.path().join("broken.yaml").exists(), "a bad supplied file is left where it is");
+    // A change to the supplied file is taken at the next tick.
+    kept.set_mode(Mode::Monitor, SystemTime::now());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    store::write(supplied.path(), &kept).expect("write");
+    a.tick();
+    assert_eq!(a.store.get("web-1").map(|p| p.mode), Some(Mode::Monitor));
+}
