@@ -236,12 +236,11 @@ fn a_workload_learns_then_reports_then_kills_what_it_did_not_learn() {
     // Enforce: the fourth is killed before it writes its file; the learned ones run.
     s.dcea(&["profile", "promote", &name, "--to", "enforce"]);
     s.wait_profile("in enforce mode", |p| p["mode"] == "enforce");
-    let enforce_run = |monitor: &mut Monitor, tag: &str| {
-        let c = s.start_gated(&format!("{LEARN}; /opt/app/touch /out/{tag}; /opt/app/echo after > /out/{tag}-after"));
-        monitor.wait_stderr(
-            &format!("container {} enforced in the kernel by profile {name}", &c.id[..12]),
-            Duration::from_secs(10),
-        );
+    let gated = |tag: &str| {
+        s.start_gated(&format!("{LEARN}; /opt/app/touch /out/{tag}; /opt/app/echo after > /out/{tag}-after"))
+    };
+    let enforce_run = |monitor: &mut Monitor, tag: &str, c: docker::Container| {
+        said(monitor, &format!("container {} enforced in the kernel by profile {name}", &c.id[..12]));
         let _ = fs::remove_file(s.out.path().join("learned"));
         s.go_and_wait(&c);
         assert_eq!(s.out_file("learned").as_deref(), Some("learned\n"), "the learned programs still run ({tag})");
@@ -257,13 +256,23 @@ fn a_workload_learns_then_reports_then_kills_what_it_did_not_learn() {
         let learned_killed: Vec<_> = seen.iter().filter(|a| a.rule() == RULE).map(|a| a.raw.clone()).collect();
         assert!(learned_killed.is_empty(), "only the fourth is judged: {learned_killed:#?}");
     };
-    enforce_run(&mut monitor, "enforced");
+    enforce_run(&mut monitor, "enforced", gated("enforced"));
 
-    // A restart keeps the profile and its mode.
+    // A restart keeps the profile and its mode, and a container of the workload that is
+    // already running (waiting, with no exec to be seen by) is found and enforced at once.
+    let running = gated("after-restart");
+    said(&mut monitor, &format!("container {} enforced in the kernel", &running.id[..12]));
     monitor.stop();
     let mut monitor = s.monitor(&[]);
     assert_eq!(s.profile().expect("profile after restart")["mode"], "enforce");
-    enforce_run(&mut monitor, "after-restart");
+    enforce_run(&mut monitor, "after-restart", running);
+}
+
+/// Wait for a stderr line with `needle`, which may have come before the ready line.
+fn said(monitor: &mut Monitor, needle: &str) {
+    if !monitor.stderr_lines.iter().any(|l| l.contains(needle)) {
+        monitor.wait_stderr(needle, Duration::from_secs(10));
+    }
 }
 
 #[test]

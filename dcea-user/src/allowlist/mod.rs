@@ -95,6 +95,9 @@ pub struct Allowlist {
     pub stats: AllowlistStats,
     supplied_stamps: HashMap<PathBuf, (SystemTime, u64)>,
     full_said: bool,
+    /// The first tick looks for running containers of enforced profiles (the engine's first
+    /// listing is in by then).
+    first_tick: bool,
 }
 
 fn internal_rules() -> RuleSet {
@@ -116,6 +119,7 @@ impl Allowlist {
             stats: AllowlistStats::default(),
             supplied_stamps: HashMap::new(),
             full_said: false,
+            first_tick: true,
         };
         a.import_supplied();
         a.poll();
@@ -328,7 +332,8 @@ impl Allowlist {
                 tracing::warn!("allowlist: saving profile {name}: {e}");
             }
         }
-        self.enforced_count() > enforced_before
+        let first = std::mem::take(&mut self.first_tick);
+        first || self.enforced_count() > enforced_before
     }
 
     fn enforced_count(&self) -> usize {

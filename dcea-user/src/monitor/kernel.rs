@@ -95,9 +95,7 @@ impl Kernel {
             allowlist: Default::default(),
         };
         if opts.allowlist.enabled {
-            let mut a = crate::allowlist::Allowlist::new(&opts.state_dir, opts.allowlist.clone());
-            a.adopt_running(&ctx.metadata);
-            kernel.pipeline.allowlist = Some(a);
+            kernel.pipeline.allowlist = Some(crate::allowlist::Allowlist::new(&opts.state_dir, opts.allowlist.clone()));
         }
         kernel.pipeline.enforce = opts.enforce;
         kernel.pipeline.integrity = Some(Arc::new(crate::integrity::Integrity::new(&opts.state_dir)));
