@@ -68,7 +68,10 @@ const CONTAINERS_MAX: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub profile: String,
-    pub pid: u32,
+    /// Processes of the container to read its files through, best first: the record's task,
+    /// its parent, the init the engine names (a short-lived exec is gone by the time the
+    /// kernel entries are written; its parent and the init usually are not).
+    pub pids: Vec<u32>,
     /// The cgroup path as the kernel record names it.
     pub cgroup: String,
 }
@@ -182,7 +185,7 @@ impl Allowlist {
         // short-lived container's entrypoint is learned, and a doubt is reported louder.
         let init = b.pid_ns_init.unwrap_or_else(|| meta.and_then(|m| m.pid).is_none_or(|p| p == b.raw.tgid));
         let runtime_exec = b.raw.flags & flags::ENTRY_EXEC != 0 && !init;
-        self.remember(container, &name, b);
+        self.remember(container, &name, b, meta.and_then(|m| m.pid));
         let work = key::Workload { name: name.clone(), key: String::new() };
         let mode = self.current_mode(&work.name, now)?;
         let exe = b.exe.as_str();
@@ -278,11 +281,13 @@ impl Allowlist {
         alert
     }
 
-    fn remember(&mut self, container: &ContainerRef, profile: &str, b: &DecodedBehaviour) {
+    fn remember(&mut self, container: &ContainerRef, profile: &str, b: &DecodedBehaviour, init: Option<u32>) {
         if self.containers.len() >= CONTAINERS_MAX && !self.containers.contains_key(&container.id) {
             self.containers.clear();
         }
-        let seen = Seen { profile: profile.to_string(), pid: b.raw.tgid, cgroup: b.cgroup_path.clone() };
+        let mut pids = vec![b.raw.tgid];
+        pids.extend([b.raw.ppid].into_iter().chain(init).filter(|p| *p > 1 && *p != b.raw.tgid));
+        let seen = Seen { profile: profile.to_string(), pids, cgroup: b.cgroup_path.clone() };
         let fresh = match self.containers.insert(container.id.clone(), seen) {
             None => true,
             Some(old) => old.profile != profile,
@@ -355,7 +360,10 @@ impl Allowlist {
             }
             let Some(c) = crate::container::of_pid(pid) else { continue };
             if found.contains_key(&c.id)
-                || self.containers.get(&c.id).is_some_and(|s| crate::trust::procfs::start_time(s.pid).is_some())
+                || self
+                    .containers
+                    .get(&c.id)
+                    .is_some_and(|s| s.pids.iter().any(|p| crate::trust::procfs::start_time(*p).is_some()))
             {
                 continue;
             }
@@ -370,7 +378,7 @@ impl Allowlist {
             let Some(work) = metadata.lookup(&id).as_deref().and_then(key::workload) else { continue };
             let Some(p) = self.store.by_workload(&work.key) else { continue };
             if p.mode_at(now) == Mode::Enforce {
-                self.containers.insert(id.clone(), Seen { profile: p.name.clone(), pid, cgroup });
+                self.containers.insert(id.clone(), Seen { profile: p.name.clone(), pids: vec![pid], cgroup });
                 self.to_sync.insert(id);
             }
         }

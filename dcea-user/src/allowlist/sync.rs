@@ -97,17 +97,21 @@ impl KernelAllowlist {
                 continue;
             }
             let (Some(seen), Some(profile), Some(root)) = (seen, profile, cgroup2) else { continue };
-            let Some(dir) = cgroup_dir(root, &seen.cgroup, seen.pid) else {
+            // A process of the container that is still there to read its files through.
+            let Some(pid) = seen.pids.iter().copied().find(|p| Path::new(&format!("/proc/{p}/root")).exists()) else {
+                // All gone: the container's next exec names another, if it still runs.
+                if record_cgroup(&seen.cgroup).is_some_and(|rel| root.join(rel).is_dir()) {
+                    allowlist.to_sync.insert(id);
+                }
+                continue;
+            };
+            let Some(dir) = cgroup_dir(root, &seen.cgroup, pid) else {
                 tracing::warn!("allowlist: container {id}: no cgroup v2 directory: enforced in user space only");
                 continue;
             };
             let Ok(cgroup_id) = fs::metadata(&dir).map(|m| m.ino()) else { continue };
-            let keys = keys_for(&profile, seen.pid, cgroup_id);
-            if keys.is_empty() && !profile.entries.is_empty() {
-                // The process is gone: wait for the container's next exec to name another.
-                allowlist.to_sync.insert(id);
-                continue;
-            }
+            // Entries whose file this container does not have are left out: it cannot run them.
+            let keys = keys_for(&profile, pid, cgroup_id);
             let bits = if allowlist.blocks_runtime_exec(&profile) { allow::KILL_ENTRY_EXEC } else { 0 };
             match self.apply(
                 ebpf,
