@@ -64,6 +64,14 @@ fn mask_of(names: &[String]) -> u32 {
     names.iter().filter_map(|n| NsKind::ALL.iter().find(|k| k.name() == n)).fold(0, |m, k| m | k.bit())
 }
 
+/// Whether a process's namespaces were all read: an exiting task (a zombie, or one being
+/// killed) has lost its nsproxy, and its net, uts, ipc, cgroup, time and pid_for_children links
+/// read as absent while its pid and user ones remain. A baseline taken from it would trust
+/// none of those and take every later process in the host's for an escape.
+pub fn complete(ns: &[u32; NS_KINDS], host: &[u32; NS_KINDS]) -> bool {
+    NsKind::ALL.iter().all(|k| host[k.index()] == 0 || ns[k.index()] != 0)
+}
+
 /// What a container is trusted to be in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Baseline {
@@ -688,6 +696,9 @@ impl TrustChecker {
             let Some(t) = self.procs.get(&pid) else { continue };
             let ns = open_verified(pid, t.start_time).and_then(|d| d.all_ns(None));
             let Ok(ns) = ns else { continue };
+            if !complete(&ns, &self.ctx.host.ns) {
+                continue; // an init on its way out: the next pass takes another
+            }
             let meta = self.ctx.metadata.lookup(&id);
             let Some(c) = self.containers.get_mut(&id) else { continue };
             c.baseline = Some(Baseline::take(
@@ -912,6 +923,23 @@ mod tests {
 
     fn bits(kinds: &[NsKind]) -> u32 {
         kinds.iter().fold(0, |m, k| m | k.bit())
+    }
+
+    #[test]
+    fn a_baseline_is_not_taken_from_an_exiting_init() {
+        let h = host();
+        assert!(complete(&docker_init(), &h));
+        let mut zombie = docker_init();
+        for k in [NsKind::PidForChildren, NsKind::Net, NsKind::Uts, NsKind::Ipc, NsKind::Cgroup, NsKind::Time] {
+            zombie[k.index()] = 0;
+        }
+        assert!(!complete(&zombie, &h));
+        // A kind the kernel does not have (the host has none either) is not missing.
+        let mut old_kernel = h;
+        old_kernel[NsKind::Time.index()] = 0;
+        let mut init = docker_init();
+        init[NsKind::Time.index()] = 0;
+        assert!(complete(&init, &old_kernel));
     }
 
     #[test]
