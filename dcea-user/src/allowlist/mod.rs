@@ -186,8 +186,7 @@ impl Allowlist {
         let init = b.pid_ns_init.unwrap_or_else(|| meta.and_then(|m| m.pid).is_none_or(|p| p == b.raw.tgid));
         let runtime_exec = b.raw.flags & flags::ENTRY_EXEC != 0 && !init;
         self.remember(container, &name, b, meta.and_then(|m| m.pid));
-        let work = key::Workload { name: name.clone(), key: String::new() };
-        let mode = self.current_mode(&work.name, now)?;
+        let mode = self.current_mode(&name, now)?;
         let exe = b.exe.as_str();
         // Fileless code, or a path the kernel could not walk whole, is never learned.
         let nameless = b.raw.flags & (flags::FILE_UNLINKED | flags::EXE_TRUNCATED) != 0 || !exe.starts_with('/');
@@ -195,7 +194,7 @@ impl Allowlist {
             if runtime_exec || nameless {
                 return None; // a `docker exec` is not the workload's
             }
-            let known = self.store.get(&work.name).is_some_and(|p| p.find(exe, &b.comm).is_some());
+            let known = self.store.get(&name).is_some_and(|p| p.find(exe, &b.comm).is_some());
             if !known {
                 let sha256 = kev.integrity().zip(kev.file_query()).and_then(|(i, q)| i.file_sha256(&q));
                 let entry = Entry {
@@ -204,10 +203,10 @@ impl Allowlist {
                     sha256,
                     parent: Some(b.parent_comm.clone()).filter(|p| !p.is_empty()),
                 };
-                let p = self.store.get_mut(&work.name)?;
+                let p = self.store.get_mut(&name)?;
                 if p.learn(entry, now) {
                     self.stats.learned += 1;
-                    self.dirty.insert(work.name.clone());
+                    self.dirty.insert(name.clone());
                 } else if p.entries.len() >= profile::MAX_ENTRIES {
                     tracing::warn!(
                         "allowlist: profile {} is full ({} entries): {exe} not learned",
@@ -218,7 +217,7 @@ impl Allowlist {
             }
             return None;
         }
-        let profile = self.store.get(&work.name)?;
+        let profile = self.store.get(&name)?;
         // An unchanged image file needs no hash; a file of the writable layer must match.
         let measured = kev.file_integrity();
         let sha = match measured {
@@ -352,13 +351,8 @@ impl Allowlist {
         if self.enforced_count() == 0 {
             return;
         }
-        let Ok(dir) = std::fs::read_dir("/proc") else { return };
         let mut found: HashMap<String, (u32, String)> = HashMap::new();
-        for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-            if pid <= 1 || crate::sentinel::is_agent_process(pid) {
-                continue;
-            }
-            let Some(c) = crate::container::of_pid(pid) else { continue };
+        for (pid, c) in crate::integrity::pass::container_processes() {
             if found.contains_key(&c.id)
                 || self
                     .containers

@@ -241,7 +241,7 @@ impl Passer {
 }
 
 /// Every process of a container, but the agent's own.
-fn container_processes() -> Vec<(u32, ContainerRef)> {
+pub(crate) fn container_processes() -> Vec<(u32, ContainerRef)> {
     let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid > 1 && !crate::sentinel::is_agent_process(*pid))

@@ -294,7 +294,7 @@ impl Pipeline {
                     self.stats.execs_unjudged += 1;
                 }
             } else {
-                self.judge_exec(&decoded, c, meta.clone(), epoch_ns, out);
+                self.judge_exec(&decoded, &kev, c, meta.as_deref(), epoch_ns, out);
             }
         }
         if let (Some(found), Some(dir), Some(c)) = (kev.judged_integrity(), &self.state_dir, &container) {
@@ -306,20 +306,17 @@ impl Pipeline {
     fn judge_exec(
         &mut self,
         decoded: &DecodedBehaviour,
+        kev: &KernelEvent<'_>,
         c: &ContainerRef,
-        meta: Option<Arc<crate::container::metadata::ContainerMeta>>,
+        meta: Option<&crate::container::metadata::ContainerMeta>,
         epoch_ns: u64,
         out: &mut Vec<Alert>,
     ) {
-        let host_ns = self.ctx.host.ns;
-        let integrity = self.integrity.clone();
         let Some(allowlist) = self.allowlist.as_mut() else { return };
-        let Some(kev) = KernelEvent::behaviour(decoded, epoch_ns, &host_ns, Some(c), meta.clone()) else { return };
-        let kev = kev.with_integrity(integrity.as_deref());
         let alert_meta = AlertMeta { time_ns: epoch_ns, hostname: &self.ctx.hostname };
-        let Some(mut alert) = allowlist.judge(decoded, &kev, c, meta.as_deref(), &alert_meta) else { return };
+        let Some(mut alert) = allowlist.judge(decoded, kev, c, meta, &alert_meta) else { return };
         let f = &mut alert.output_fields;
-        add_container_fields(f, Some(c), meta.as_deref());
+        add_container_fields(f, Some(c), meta);
         f.insert("proc.pid".into(), serde_json::json!(decoded.raw.tgid));
         f.insert("evt.type".into(), serde_json::json!(kev.evt_type().name()));
         f.insert("dcea.detected_by".into(), serde_json::json!("ebpf"));
@@ -340,7 +337,13 @@ impl Pipeline {
                 self.deferred_execs.push((decoded, c, epoch_ns, at));
                 continue;
             }
-            self.judge_exec(&decoded, &c, meta, epoch_ns, out);
+            let host_ns = self.ctx.host.ns;
+            let integrity = self.integrity.clone();
+            let Some(kev) = KernelEvent::behaviour(&decoded, epoch_ns, &host_ns, Some(&c), meta.clone()) else {
+                continue;
+            };
+            let kev = kev.with_integrity(integrity.as_deref());
+            self.judge_exec(&decoded, &kev, &c, meta.as_deref(), epoch_ns, out);
         }
     }
 

@@ -68,31 +68,44 @@ pub fn find(root: &Path, id: &str, pid: Option<u32>) -> Result<PathBuf, Quaranti
 /// The shallowest directory under `root` that names container `id` (per
 /// [`crate::container::from_cgroup_path`], so `…/libpod-<id>.scope/container` finds the scope).
 fn walk(root: &Path, id: &str) -> Option<PathBuf> {
-    let mut level = vec![root.to_path_buf()];
-    for _ in 0..MAX_DEPTH {
-        let mut next = Vec::new();
-        for dir in level {
-            let Ok(rd) = fs::read_dir(&dir) else { continue };
-            for e in rd.flatten() {
-                if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
-                }
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                if name.contains(id) && crate::container::from_cgroup_path(&name).is_some_and(|c| c.id == id) {
-                    return Some(e.path());
-                }
-                next.push(e.path());
-            }
+    let mut found = None;
+    each_dir(root, |name, path| {
+        if name.contains(id) && crate::container::from_cgroup_path(name).is_some_and(|c| c.id == id) {
+            found = Some(path.to_path_buf());
+            return Visit::Stop;
         }
-        level = next;
-    }
-    None
+        Visit::Descend
+    });
+    found
 }
 
 /// Container ids (64 hex) of the cgroups under `root` that start with `prefix` (12+ digits).
 pub fn ids_with_prefix(root: &Path, prefix: &str) -> Vec<String> {
     let mut found = Vec::new();
+    each_dir(root, |name, _| match crate::container::from_cgroup_path(name) {
+        Some(c) if c.id.starts_with(prefix) => {
+            if !found.contains(&c.id) {
+                found.push(c.id)
+            }
+            Visit::Leave
+        }
+        _ => Visit::Descend,
+    });
+    found
+}
+
+/// What [`each_dir`] does after showing a directory.
+enum Visit {
+    Descend,
+    /// Do not look below this one.
+    Leave,
+    /// End the walk.
+    Stop,
+}
+
+/// Breadth-first over the directories under `root`, [`MAX_DEPTH`] levels, each shown to
+/// `visit` by its name and path.
+fn each_dir(root: &Path, mut visit: impl FnMut(&str, &Path) -> Visit) {
     let mut level = vec![root.to_path_buf()];
     for _ in 0..MAX_DEPTH {
         let mut next = Vec::new();
@@ -102,20 +115,16 @@ pub fn ids_with_prefix(root: &Path, prefix: &str) -> Vec<String> {
                 if !e.file_type().is_ok_and(|t| t.is_dir()) {
                     continue;
                 }
-                let name = e.file_name().to_string_lossy().into_owned();
-                match crate::container::from_cgroup_path(&name) {
-                    Some(c) if c.id.starts_with(prefix) => {
-                        if !found.contains(&c.id) {
-                            found.push(c.id)
-                        }
-                    }
-                    _ => next.push(e.path()),
+                let path = e.path();
+                match visit(&e.file_name().to_string_lossy(), &path) {
+                    Visit::Descend => next.push(path),
+                    Visit::Leave => {}
+                    Visit::Stop => return,
                 }
             }
         }
         level = next;
     }
-    found
 }
 
 /// The cgroup id (the directory's kernfs inode).
