@@ -403,7 +403,10 @@ impl Allowlist {
                 continue;
             }
             self.supplied_stamps.insert(path.clone(), stamp);
-            match store::read(&path) {
+            // A mounted ConfigMap's files are symlinks (`web.yaml -> ..data/web.yaml`): read
+            // the file they name, which the store's reader (regular files only) accepts.
+            let target = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            match store::read(&target) {
                 Ok(Some(p)) => {
                     let _lock = store::lock(&self.store.dir);
                     match store::write(&self.store.dir, &p) {

@@ -224,3 +224,21 @@ fn profiles_supplied_in_a_directory_replace_the_stored_ones() {
     a.tick();
     assert_eq!(a.store.get("web-1").map(|p| p.mode), Some(Mode::Monitor));
 }
+
+#[test]
+fn profiles_supplied_as_a_mounted_configmap_are_read_through_its_links() {
+    let state = tempfile::tempdir().expect("state");
+    let mount = tempfile::tempdir().expect("configmap");
+    // The kubelet's layout: the data in a timestamped directory, `..data` pointing at it, and
+    // each key a link through `..data`.
+    let data = mount.path().join("..2026_12_04_20_00_00.1");
+    std::fs::create_dir(&data).expect("mkdir");
+    let mut p = Profile::new("web-1", "docker/shop/web@sha256:1/web", None, Mode::Monitor, SystemTime::now());
+    p.set_mode(Mode::Monitor, SystemTime::now());
+    store::write(&data, &p).expect("write");
+    std::os::unix::fs::symlink(data.file_name().expect("name"), mount.path().join("..data")).expect("link");
+    std::os::unix::fs::symlink("..data/web-1.yaml", mount.path().join("web-1.yaml")).expect("link");
+    let opts = AllowlistOptions { supplied_dir: Some(mount.path().to_path_buf()), ..Default::default() };
+    let a = Allowlist::new(state.path(), opts);
+    assert_eq!(a.store.get("web-1").map(|p| p.mode), Some(Mode::Monitor));
+}
